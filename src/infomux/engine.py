@@ -1,0 +1,410 @@
+"""Typed wrapper over the native whisper.cpp binding (``infomux._whisper``).
+
+Load a model once, transcribe many 16 kHz mono float32 buffers::
+
+    from infomux.engine import Model, TranscribeOptions
+    with Model("ggml-tiny.en.bin") as model:
+        transcript = model.transcribe(samples, TranscribeOptions(n_threads=2))
+        print(transcript.text)
+
+Inference runs with the GIL released. Ctrl-C raises ``KeyboardInterrupt`` out of
+:meth:`Model.transcribe` within about a second; a set ``cancel`` event raises
+:class:`~infomux.errors.TranscriptionCancelled`. An exception raised in a callback
+stops inference and is re-raised in the caller. One :class:`Model` may be used from
+several threads: calls on it are serialised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from infomux.errors import EngineError, ModelError, TranscriptionCancelled
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from infomux import _whisper
+
+SAMPLE_RATE = 16000
+_native_logger = logging.getLogger("infomux.whisper")
+
+
+def _native() -> Any:
+    """Import the extension module (lazily: it is not needed to start the CLI)."""
+    try:
+        from infomux import _whisper
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise EngineError(
+            f"the native engine infomux._whisper is not built or not importable: {exc}"
+        ) from exc
+    return _whisper
+
+
+def default_threads() -> int:
+    """Threads used when none are given: all cores, at most 4 (whisper.cpp scales poorly beyond)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """Decoding options. Every default is set here explicitly and recorded in job.json."""
+
+    language: str | None = None
+    """Spoken language code ("en", "de", ...); ``None`` detects it (English-only models: "en")."""
+    translate: bool = False
+    """Translate to English instead of transcribing."""
+    n_threads: int | None = None
+    """CPU threads; ``None`` means :func:`default_threads`."""
+    beam_size: int = 1
+    """1 decodes greedily; more uses beam search."""
+    best_of: int = 1
+    """Candidates sampled when the temperature fallback samples."""
+    temperature: float = 0.0
+    """Initial sampling temperature."""
+    temperature_increment: float = 0.2
+    """Temperature added on each fallback when decoding fails its thresholds; 0 disables."""
+    initial_prompt: str | None = None
+    """Text given to the decoder as previous context for the first window."""
+    word_timestamps: bool = False
+    """Compute token-level timestamps and group them into words."""
+    max_segment_length: int = 0
+    """Split segments longer than this many characters; 0 leaves them as decoded."""
+    split_on_word: bool = False
+    """With ``max_segment_length``, split on word boundaries instead of tokens."""
+    no_context: bool = False
+    """Do not condition each window on the previous window's text."""
+    suppress_blank: bool = True
+    """Suppress blank outputs at the start of a window."""
+    suppress_non_speech: bool = False
+    """Suppress non-speech tokens (music notes, brackets, ...)."""
+    vad: bool = False
+    """Transcribe only the speech found by Silero VAD (needs ``vad_model``)."""
+    vad_model: str | None = None
+    """Path of a ggml Silero VAD model."""
+
+    def resolved_threads(self) -> int:
+        """Return the thread count that will actually be used."""
+        return self.n_threads if self.n_threads else default_threads()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return every option, defaults included, with ``n_threads`` resolved."""
+        data = dataclasses.asdict(self)
+        data["n_threads"] = self.resolved_threads()
+        return data
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` for options whisper.cpp would misread."""
+        if self.n_threads is not None and self.n_threads < 1:
+            raise ValueError(f"n_threads must be at least 1, got {self.n_threads}")
+        if self.beam_size < 1 or self.best_of < 1:
+            raise ValueError("beam_size and best_of must be at least 1")
+        if self.temperature < 0 or self.temperature_increment < 0:
+            raise ValueError("temperature and temperature_increment must not be negative")
+        if self.max_segment_length < 0:
+            raise ValueError("max_segment_length must not be negative")
+        if self.vad and not self.vad_model:
+            raise ValueError("vad=True needs vad_model, the path of a ggml Silero VAD model")
+        if self.language is not None and self.language != "auto":
+            if _native().lang_id(self.language) < 0:
+                raise ValueError(f"unknown language code {self.language!r}")
+
+
+@dataclass(frozen=True)
+class Word:
+    """A word with its time span (seconds) and mean token probability."""
+
+    start: float
+    end: float
+    text: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Token:
+    """A decoder token; ``text`` is decoded with replacement (a character may span tokens)."""
+
+    id: int
+    text: str
+    probability: float
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A span of transcribed speech; times in seconds from the start of the audio."""
+
+    start: float
+    end: float
+    text: str
+    no_speech_prob: float
+    tokens: tuple[Token, ...] = ()
+    words: tuple[Word, ...] = ()
+
+    def to_dict(self, *, tokens: bool = False) -> dict[str, Any]:
+        """Return the segment as JSON-friendly data (tokens only when asked)."""
+        data: dict[str, Any] = {
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            "no_speech_prob": self.no_speech_prob,
+        }
+        if self.words:
+            data["words"] = [dataclasses.asdict(w) for w in self.words]
+        if tokens:
+            data["tokens"] = [dataclasses.asdict(t) for t in self.tokens]
+        return data
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """The result of one transcription."""
+
+    segments: tuple[Segment, ...]
+    language: str
+    language_probability: float | None
+    duration: float
+    options: TranscribeOptions = field(default_factory=TranscribeOptions)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """All segments' text, joined and stripped."""
+        return "".join(s.text for s in self.segments).strip()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the transcript as JSON-friendly data."""
+        return {
+            "text": self.text,
+            "language": self.language,
+            "language_probability": self.language_probability,
+            "duration": self.duration,
+            "segments": [s.to_dict() for s in self.segments],
+        }
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")
+
+
+def _words_from_tokens(tokens: list[tuple[int, bytes, float, int, int]], eot: int) -> list[Word]:
+    """Group text tokens into words: a token starting with a space starts a new word.
+
+    Bytes are joined before decoding, so a character split across tokens survives.
+    """
+    words: list[Word] = []
+    raw = b""
+    probs: list[float] = []
+    start = end = 0
+
+    def flush() -> None:
+        text = _decode(raw).strip()
+        if text:
+            words.append(Word(start / 100.0, end / 100.0, text, sum(probs) / len(probs)))
+
+    for tid, text, p, t0, t1 in tokens:
+        if tid >= eot:  # special and timestamp tokens
+            continue
+        if text.startswith(b" ") and raw:
+            flush()
+            raw, probs = b"", []
+        if not raw:
+            start = t0
+        raw += text
+        probs.append(p)
+        end = t1
+    if raw:
+        flush()
+    return words
+
+
+def _segment(raw: tuple[Any, ...], eot: int, with_words: bool) -> Segment:
+    t0, t1, text, no_speech_prob, tokens = raw
+    return Segment(
+        start=t0 / 100.0,
+        end=t1 / 100.0,
+        text=_decode(text),
+        no_speech_prob=float(no_speech_prob),
+        tokens=tuple(
+            Token(tid, _decode(ttext), float(p), tt0 / 100.0, tt1 / 100.0)
+            for tid, ttext, p, tt0, tt1 in tokens
+        ),
+        words=tuple(_words_from_tokens(tokens, eot)) if with_words else (),
+    )
+
+
+def as_float32_audio(audio: Any) -> np.ndarray:
+    """Return ``audio`` as a 1-D C-contiguous float32 array, copying only if needed.
+
+    Raises:
+        TypeError: not a numeric array, or integer PCM (scale it to [-1, 1] first).
+        ValueError: not 1-D, or contains NaN/inf.
+    """
+    import numpy as np
+
+    array = np.asarray(audio)
+    if array.dtype.kind not in "f":
+        raise TypeError(
+            f"audio must be floating point PCM in [-1, 1] (float32), got dtype {array.dtype}"
+            + (" (divide integer PCM by its full scale, e.g. 32768)" if array.dtype.kind in "iu" else "")
+        )
+    if array.ndim != 1:
+        raise ValueError(f"audio must be 1-D mono samples, got shape {array.shape}")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if array.size and not np.isfinite(array).all():
+        raise ValueError("audio contains NaN or infinite samples")
+    return array
+
+
+class Model:
+    """A whisper.cpp model loaded once and used for many transcriptions."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, use_gpu: bool = True, flash_attn: bool = True
+    ) -> None:
+        """Validate and load the ggml model at ``path``.
+
+        Raises:
+            ModelNotFoundError: no such file.
+            ModelError: not a valid ggml Whisper model, or whisper.cpp refused it.
+        """
+        from infomux.ggml import validate_model_file
+
+        self.path = Path(path)
+        self.header = validate_model_file(self.path)
+        native = _native()
+        native.set_log_level(_native_logger.getEffectiveLevel())
+        try:
+            self._model: _whisper.Model | None = native.Model(
+                str(self.path), use_gpu=use_gpu, flash_attn=flash_attn
+            )
+        except RuntimeError as exc:
+            raise ModelError(f"{self.path}: {exc}") from exc
+        self.is_multilingual: bool = self._native_model.is_multilingual
+        self._eot: int = self._native_model.token_eot
+
+    @property
+    def _native_model(self) -> _whisper.Model:
+        if self._model is None:
+            raise ValueError("the model is closed")
+        return self._model
+
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions | None = None,
+        *,
+        on_segment: Callable[[Segment], None] | None = None,
+        on_progress: Callable[[int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Transcript:
+        """Transcribe 16 kHz mono float32 ``audio``.
+
+        Args:
+            audio: samples in [-1, 1]; a C-contiguous float32 1-D array is used as is.
+            options: decoding options (defaults: greedy, language detected).
+            on_segment: called with each new :class:`Segment` as it is decoded.
+            on_progress: called with the percentage done.
+            cancel: when set, inference stops and :class:`TranscriptionCancelled` is raised.
+
+        Raises:
+            TypeError, ValueError: unusable audio or options.
+            TranscriptionCancelled: ``cancel`` was set.
+            EngineError: whisper.cpp failed.
+        """
+        options = options or TranscribeOptions()
+        options.validate()
+        samples = as_float32_audio(audio)
+        duration = samples.size / SAMPLE_RATE
+        if samples.size == 0:
+            return Transcript((), options.language or "", None, 0.0, options)
+
+        native = _native()
+        native.set_log_level(_native_logger.getEffectiveLevel())
+        params = native.DecodeParams()
+        params.language = options.language or ""
+        params.translate = options.translate
+        params.n_threads = options.resolved_threads()
+        params.beam_size = options.beam_size
+        params.best_of = options.best_of
+        params.temperature = options.temperature
+        params.temperature_inc = options.temperature_increment
+        params.initial_prompt = options.initial_prompt or ""
+        params.token_timestamps = options.word_timestamps
+        params.max_len = options.max_segment_length
+        params.split_on_word = options.split_on_word
+        params.no_context = options.no_context
+        params.suppress_blank = options.suppress_blank
+        params.suppress_nst = options.suppress_non_speech
+        params.vad = options.vad
+        params.vad_model_path = options.vad_model or ""
+
+        with_words = options.word_timestamps
+        eot = self._eot
+        segment_cb = None
+        if on_segment is not None:
+            user_cb = on_segment
+
+            def segment_cb(raw: tuple[Any, ...]) -> None:
+                user_cb(_segment(raw, eot, with_words))
+
+        should_abort = cancel.is_set if cancel is not None else None
+        try:
+            result = self._native_model.transcribe(
+                samples, params, segment_cb, on_progress, should_abort
+            )
+        except native.AbortedError as exc:
+            raise TranscriptionCancelled("transcription cancelled") from exc
+        except RuntimeError as exc:
+            raise EngineError(str(exc)) from exc
+        return Transcript(
+            segments=tuple(_segment(raw, eot, with_words) for raw in result["segments"]),
+            language=result["language"],
+            language_probability=result["language_probability"],
+            duration=duration,
+            options=options,
+            timings=dict(result["timings"]),
+        )
+
+    def close(self) -> None:
+        """Free the native model; further calls raise ``ValueError``."""
+        if self._model is not None:
+            self._model.close()
+            self._model = None
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._model is None else "open"
+        return f"<infomux.engine.Model {str(self.path)!r} {state}>"
+
+
+def build_info() -> dict[str, Any]:
+    """Return what the native engine was built with, for job.json and ``infomux doctor``."""
+    native = _native()
+    system = native.system_info()
+    features = sorted(
+        part.split("=")[0].split(":")[-1].strip()
+        for part in system.split("|")
+        if "=" in part and part.split("=")[1].strip() == "1"
+    )
+    return {
+        "infomux_native_version": native.__version__,
+        "whisper_cpp_version": native.whisper_version(),
+        "whisper_cpp_origin": native.WHISPER_ORIGIN,
+        "build_options": [opt for opt in native.BUILD_OPTIONS.split(",") if opt],
+        "backends": list(native.backend_names()),
+        "cpu_features": features,
+        "system_info": system.strip(),
+    }

@@ -1,0 +1,21 @@
+"""The hand-written _whisper.pyi must match the compiled module (mypy's stubtest)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def test_stub_matches_extension() -> None:
+    pytest.importorskip("mypy")
+    allowlist = Path(__file__).with_name("stubtest_allowlist.txt")
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy.stubtest", "infomux._whisper", "--allowlist", str(allowlist)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
