@@ -1,0 +1,94 @@
+"""``infomux resume RUN``: finish a failed or interrupted run.
+
+Completed steps whose outputs still exist are skipped; the recorded options are
+reused unless overridden on the command line; the input is re-verified when a
+step that reads it still has to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from infomux.commands import (
+    ProgressReporter,
+    add_transcribe_options,
+    print_line,
+    verbosity,
+    verbosity_parent,
+)
+
+log = logging.getLogger("infomux.commands.resume")
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add the ``resume`` sub-command."""
+    parser = subparsers.add_parser(
+        "resume",
+        parents=[verbosity_parent()],
+        help="finish a failed or interrupted run",
+        description="Run the steps of RUN that are not done; print the run directory on stdout.",
+    )
+    parser.add_argument(
+        "run", metavar="RUN", help="run id, unique id prefix, 'latest', or run directory"
+    )
+    add_transcribe_options(parser, resume=True)
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="resume even if the run is recorded as running in a process that may be alive",
+    )
+    parser.set_defaults(func=run)
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Options given explicitly on the command line (None = keep the recorded value)."""
+    result: dict[str, Any] = {
+        "model": args.model,
+        "language": args.language,  # "auto" is kept as is: it means auto-detect
+        "threads": args.threads,
+        "formats": list(args.formats) if args.formats else None,
+        "vad": args.vad,
+        "word_timestamps": args.word_timestamps,
+    }
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    """Resume one run; 0 when it completes."""
+    from infomux import pipeline, storage
+    from infomux.job import JobStatus
+
+    run_dir = storage.resolve_run(args.run)
+    progress = ProgressReporter(enabled=verbosity(args) >= 0)
+    resources: dict[str, Any] = {}
+    try:
+        with storage.RunLock(run_dir):
+            job = storage.load_job(run_dir)
+            if job.status == JobStatus.COMPLETED and not pipeline.steps_to_run(job, run_dir):
+                log.info("%s: already completed, nothing to do", job.id)
+                print_line(str(run_dir))
+                return 0
+            changes = overrides(args)
+            todo = pipeline.prepare_resume(job, run_dir, overrides=changes, force=args.force)
+            log.info(
+                "%s: resuming (%s)",
+                job.id,
+                ", ".join(r.name for r in todo) or "nothing left to run",
+            )
+            try:
+                pipeline.execute(job, run_dir, resources=resources, on_progress=progress)
+            except KeyboardInterrupt:
+                progress.close()
+                log.warning("interrupted; to finish it: infomux resume %s", job.id)
+                raise
+            except Exception:
+                progress.close()
+                log.info("run kept in %s; to retry: infomux resume %s", run_dir, job.id)
+                raise
+    finally:
+        progress.close()
+        pipeline.close_resources(resources)
+    print_line(str(run_dir))
+    return 0

@@ -1,0 +1,121 @@
+"""Step ``transcribe``: run whisper.cpp on the audio and write the transcript files."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from infomux import storage
+from infomux.errors import StepError
+from infomux.steps import StepContext, StepResult, register_step
+
+log = logging.getLogger("infomux.steps.transcribe")
+
+AUDIO_FILE = "audio.wav"
+TRANSCRIPT_STEM = "transcript"
+
+
+def transcribe_options(config: dict[str, Any]) -> Any:
+    """Build :class:`infomux.engine.TranscribeOptions` from a run's recorded options."""
+    from infomux.engine import TranscribeOptions
+
+    language = config.get("language")
+    if language in ("", "auto"):
+        language = None
+    return TranscribeOptions(
+        language=language,
+        n_threads=config.get("threads"),
+        vad=bool(config.get("vad", False)),
+        word_timestamps=bool(config.get("word_timestamps", False)),
+    )
+
+
+def _model_ref(spec: str | None, resources: dict[str, Any]) -> Any:
+    """Resolve a model spec once per process (hashing a model file is not free)."""
+    from infomux import models
+
+    key = f"model_ref:{spec}"
+    if key not in resources:
+        resources[key] = models.resolve_model(spec)
+    return resources[key]
+
+
+def _loaded_model(path: str, resources: dict[str, Any]) -> tuple[Any, float]:
+    """Load a model once per process; return it and the seconds spent loading now."""
+    from infomux import engine
+
+    key = f"model:{path}"
+    if key in resources:
+        return resources[key], 0.0
+    started = time.perf_counter()
+    model = engine.Model(path)
+    resources[key] = model
+    return model, time.perf_counter() - started
+
+
+@register_step("transcribe", requires=("extract_audio",))
+class Transcribe:
+    """Transcribe audio.wav with whisper.cpp (transcript.txt/.srt/.vtt/.json)."""
+
+    def run(self, ctx: StepContext) -> StepResult:
+        """Transcribe the audio handed over by extract_audio (or audio.wav on resume)."""
+        from infomux import engine, writers
+
+        formats = writers.parse_formats(ctx.options.get("formats") or writers.DEFAULT_FORMATS)
+        options = transcribe_options(ctx.options)
+        ctx.job.options = options.to_dict()
+        ctx.job.environment["engine"] = engine.build_info()
+
+        ref = _model_ref(ctx.options.get("model"), ctx.resources)
+        ctx.job.model = ref.to_dict()
+        model, load_seconds = _loaded_model(str(ref.path), ctx.resources)
+
+        samples = ctx.data.get("audio")
+        if samples is None:
+            samples = self._read_audio(ctx)
+
+        log.info("transcribe: model %s, %.1f s of audio", ref.name, samples.size / 16000)
+        ctx.progress("transcribe", 0)
+        started = time.perf_counter()
+        transcript = model.transcribe(
+            samples, options, on_progress=lambda pct: ctx.progress("transcribe", pct)
+        )
+        inference_seconds = time.perf_counter() - started
+        ctx.progress("transcribe", 100)
+
+        outputs = []
+        for fmt in formats:
+            name = f"{TRANSCRIPT_STEM}.{fmt}"
+            storage.atomic_write_text(ctx.run_dir / name, writers.WRITERS[fmt](transcript))
+            outputs.append(name)
+        duration = float(transcript.duration)
+        log.info(
+            "transcribe: %d segments, language %s, %.2f s (%.1fx real time)",
+            len(transcript.segments),
+            transcript.language,
+            inference_seconds,
+            duration / inference_seconds if inference_seconds > 0 else 0.0,
+        )
+        return StepResult(
+            outputs=outputs,
+            metadata={
+                "segments": len(transcript.segments),
+                "language": transcript.language,
+                "language_probability": transcript.language_probability,
+                "audio_seconds": round(duration, 6),
+                "model_load_seconds": round(load_seconds, 6),
+                "inference_seconds": round(inference_seconds, 6),
+                "formats": formats,
+            },
+        )
+
+    @staticmethod
+    def _read_audio(ctx: StepContext) -> Any:
+        from infomux import audio
+
+        path = ctx.run_dir / AUDIO_FILE
+        if not path.is_file():
+            raise StepError("transcribe", f"{AUDIO_FILE} is missing from {ctx.run_dir}")
+        log.debug("reading %s (no decoded audio in memory)", path)
+        return audio.load_audio(path)

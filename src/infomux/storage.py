@@ -1,0 +1,326 @@
+"""Run directories on disk: atomic writes, run ids, lookup and listing.
+
+A run lives in ``config.runs_dir()/<run-id>/`` with its ``job.json``. Every write
+of ``job.json`` (and of every output file) goes through :func:`atomic_write_bytes`
+(temp file in the same directory, fsync, rename, fsync of the directory), so a
+reader, or a process killed at any moment, only ever sees a complete file.
+
+Run references given by users are validated: a run id must match
+:data:`RUN_ID_RE`, and whatever a reference names must resolve (symlinks
+followed) to a directory directly inside the runs directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from infomux import config
+from infomux.errors import InfomuxError, RunNotFoundError
+from infomux.job import InputFile, JobEnvelope
+
+log = logging.getLogger("infomux.storage")
+
+JOB_FILE = "job.json"
+RUN_ID_RE = re.compile(r"^run-\d{8}-\d{6}-[0-9a-f]{6}$")
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+
+
+class RunLockedError(InfomuxError):
+    """Another process is working on this run."""
+
+
+# --------------------------------------------------------------------------- files
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically and durably.
+
+    The data goes to a temp file in the same directory, which is fsynced and
+    renamed over ``path``; then the directory is fsynced so the rename survives
+    a crash. On any error the temp file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Write ``data`` as indented JSON (with a final newline) atomically."""
+    text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    atomic_write_text(path, text)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """fsync a directory so that renames and creations in it are durable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: str | os.PathLike[str], *, chunk_size: int = 1 << 20) -> str:
+    """Return the hex SHA-256 of a file's content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def describe_input(path: str | os.PathLike[str]) -> InputFile:
+    """Return the :class:`InputFile` (absolute path, sha256, size) of a media file.
+
+    Raises:
+        FileNotFoundError / IsADirectoryError / PermissionError: not a readable file.
+    """
+    resolved = Path(path).expanduser().absolute()
+    if resolved.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+    size = resolved.stat().st_size
+    return InputFile(path=str(resolved), sha256=sha256_file(resolved), size_bytes=size)
+
+
+# --------------------------------------------------------------------------- run ids
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Return a fresh run id ``run-YYYYMMDD-HHMMSS-xxxxxx`` (UTC time, 6 random hex chars)."""
+    now = now or datetime.now(UTC)
+    return f"run-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def is_valid_run_id(value: str) -> bool:
+    """Return whether ``value`` has the exact form of a run id."""
+    return bool(RUN_ID_RE.match(value))
+
+
+def create_run_dir(runs_root: Path | None = None) -> tuple[str, Path]:
+    """Create a new, empty run directory; return its id and path."""
+    root = runs_root or config.runs_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        run_id = new_run_id()
+        path = root / run_id
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        fsync_dir(root)
+        return run_id, path
+    raise InfomuxError(f"could not create a unique run directory in {root}")
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def job_path(run_dir: Path) -> Path:
+    """Return the path of a run's ``job.json``."""
+    return run_dir / JOB_FILE
+
+
+def save_job(job: JobEnvelope, run_dir: Path) -> None:
+    """Write ``job.json`` atomically."""
+    atomic_write_json(job_path(run_dir), job.to_dict())
+
+
+def load_job(run_dir: Path) -> JobEnvelope:
+    """Read a run's ``job.json``.
+
+    Raises:
+        RunNotFoundError: no ``job.json`` there.
+        InfomuxError: the file is not a valid job.
+    """
+    path = job_path(run_dir)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunNotFoundError(f"no {JOB_FILE} in {run_dir}") from None
+    try:
+        return JobEnvelope.from_dict(json.loads(raw))
+    except ValueError as exc:
+        raise InfomuxError(f"{path}: not a valid job file: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- lookup
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Return whether ``path`` (resolved) is a direct child of ``root`` (resolved)."""
+    return path.parent == root
+
+
+def _checked_run_dir(candidate: Path, root: Path, ref: str) -> Path:
+    """Resolve ``candidate`` and make sure it is a run directory inside ``root``."""
+    resolved = candidate.resolve()
+    if not _inside(resolved, root) or not is_valid_run_id(resolved.name):
+        raise RunNotFoundError(f"{ref!r} is not a run in the runs directory ({root})")
+    if not job_path(resolved).is_file():
+        raise RunNotFoundError(f"no run {ref!r} (no {JOB_FILE} in {resolved})")
+    return resolved
+
+
+def _looks_like_path(ref: str) -> bool:
+    return os.sep in ref or "/" in ref or ref.startswith((".", "~")) or ref in ("", "..")
+
+
+def resolve_run(ref: str, runs_root: Path | None = None) -> Path:
+    """Find a run directory from a user's reference.
+
+    ``ref`` is a run id, a unique prefix of one, ``latest``, or a path to a run
+    directory. Whatever it names must be a directory directly inside the runs
+    directory once symlinks are followed; anything else (``../x``, absolute
+    paths elsewhere, symlinks out) is refused with :class:`RunNotFoundError`.
+    """
+    root = (runs_root or config.runs_dir()).resolve()
+    if ref == "latest":
+        runs = list_runs(root)
+        if not runs:
+            raise RunNotFoundError(f"no runs in {root}")
+        return runs[0].path
+    if _looks_like_path(ref):
+        return _checked_run_dir(Path(ref).expanduser(), root, ref)
+    if is_valid_run_id(ref):
+        return _checked_run_dir(root / ref, root, ref)
+    if not _PREFIX_RE.match(ref):
+        raise RunNotFoundError(f"{ref!r} is not a valid run id or prefix")
+    matches = sorted(p for p in _run_dirs(root) if p.name.startswith(ref))
+    if not matches and not ref.startswith("run-"):
+        matches = sorted(p for p in _run_dirs(root) if p.name.startswith("run-" + ref))
+    if not matches:
+        raise RunNotFoundError(f"no run matches {ref!r}")
+    if len(matches) > 1:
+        names = ", ".join(p.name for p in matches[:5])
+        more = "" if len(matches) <= 5 else f" and {len(matches) - 5} more"
+        raise RunNotFoundError(f"{ref!r} is ambiguous: {names}{more}")
+    return _checked_run_dir(matches[0], root, ref)
+
+
+def _run_dirs(root: Path) -> Iterator[Path]:
+    """Yield the real (non-symlink) run directories directly inside ``root``."""
+    try:
+        entries = list(os.scandir(root))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if is_valid_run_id(entry.name) and entry.is_dir(follow_symlinks=False):
+            yield Path(entry.path)
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """A run found on disk."""
+
+    path: Path
+    job: JobEnvelope
+
+
+def list_runs(runs_root: Path | None = None, *, status: str | None = None) -> list[RunEntry]:
+    """Return the runs in the runs directory, newest first.
+
+    Directories without a readable ``job.json`` are skipped (with a debug log).
+    ``status`` keeps only runs with that status.
+    """
+    root = (runs_root or config.runs_dir()).resolve()
+    entries: list[RunEntry] = []
+    for path in _run_dirs(root):
+        try:
+            job = load_job(path)
+        except (InfomuxError, OSError) as exc:
+            log.debug("skipping %s: %s", path, exc)
+            continue
+        if status is not None and str(job.status) != status:
+            continue
+        entries.append(RunEntry(path=path, job=job))
+    entries.sort(key=lambda e: (e.job.created_at, e.job.id), reverse=True)
+    return entries
+
+
+# --------------------------------------------------------------------------- locking
+
+
+class RunLock:
+    """An exclusive, non-blocking ``flock`` on a run directory.
+
+    Held for as long as a process works on the run; released by the kernel if
+    that process dies, so a crashed run never stays locked.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock; raise :class:`RunLockedError` if another process holds it."""
+        fd = os.open(self.run_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise RunLockedError(
+                    f"run {self.run_dir.name} is being processed by another infomux process"
+                ) from None
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        """Release the lock (idempotent)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def pid_alive(pid: int) -> bool:
+    """Return whether a process with this pid exists on this host."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
