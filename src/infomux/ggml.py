@@ -20,6 +20,7 @@ File layout (all integers little-endian int32)::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import mmap
 import os
@@ -183,6 +184,21 @@ class GgmlLayout:
     n_tokens: int
     tensors_offset: int
     tensors: tuple[TensorInfo, ...]
+
+
+_HPARAM_FIELDS = (
+    "n_vocab",
+    "n_audio_ctx",
+    "n_audio_state",
+    "n_audio_head",
+    "n_audio_layer",
+    "n_text_ctx",
+    "n_text_state",
+    "n_text_head",
+    "n_text_layer",
+    "n_mels",
+    "ftype",
+)
 
 
 def expected_tensors(h: GgmlHeader) -> dict[str, tuple[tuple[int, ...], int]]:
@@ -410,27 +426,10 @@ def read_layout(path: str | os.PathLike[str]) -> GgmlLayout:
     except OSError as exc:
         raise ModelError(f"{path}: cannot read model file ({exc.strerror or exc})") from None
     _check_tensors(cur, h, tensors)
-    header = GgmlHeader(
-        *(getattr(h, f) for f in _HPARAM_FIELDS), n_tensors=len(tensors), file_size=size
-    )
+    header = dataclasses.replace(h, n_tensors=len(tensors), file_size=size)
     return GgmlLayout(
         header, n_mel, n_fft, filters_offset, vocab_offset, n_tokens, tensors_offset, tuple(tensors)
     )
-
-
-_HPARAM_FIELDS = (
-    "n_vocab",
-    "n_audio_ctx",
-    "n_audio_state",
-    "n_audio_head",
-    "n_audio_layer",
-    "n_text_ctx",
-    "n_text_state",
-    "n_text_head",
-    "n_text_layer",
-    "n_mels",
-    "ftype",
-)
 
 
 def validate_model_file(path: str | os.PathLike[str]) -> GgmlHeader:
