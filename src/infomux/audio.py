@@ -63,6 +63,7 @@ import numpy as np
 from infomux.errors import AudioDecodeError, AudioFileNotFoundError
 
 if TYPE_CHECKING:
+    import av.audio.fifo
     import av.audio.frame
     import av.audio.resampler
     import av.audio.stream
@@ -88,6 +89,9 @@ Source = str | os.PathLike[str] | BinaryIO
 # make no difference; much smaller ones (or 0 = pass frames through as they come)
 # cost per-frame overhead.
 _RESAMPLER_FRAME_SIZE = SAMPLE_RATE
+# Decoded frames are collected in an AudioFifo and resampled this many seconds of
+# input at a time (one resampler call per 20-60 ms codec frame costs twice as much).
+_GROUP_SECONDS = 1.0
 # Preallocation: duration estimate × 16000 × (1 + margin) + one second; the
 # estimate is capped so that a bogus container duration cannot ask for a huge
 # allocation (the buffer grows past the cap if the audio really is longer).
@@ -274,6 +278,9 @@ class _Converter:
         self._key: tuple[str, str, int, int] | None = None
         self._last_good: tuple[str, str, int, int] | None = None
         self._resampler: av.audio.resampler.AudioResampler | None = None
+        self._fifo: av.audio.fifo.AudioFifo | None = None
+        self._group = 0
+        self._validated = False
         self._direct_dtype: type[np.generic] = np.float32
 
     def _configure(self, key: tuple[str, str, int, int]) -> Iterator[np.ndarray]:
@@ -304,6 +311,25 @@ class _Converter:
                 frame_size=_RESAMPLER_FRAME_SIZE,
                 options=_SWR_OPTIONS,
             )
+            self._fifo = av.AudioFifo()
+            self._group = max(1024, int(rate * _GROUP_SECONDS))
+            self._validated = False
+
+    def _resample(
+        self, frame: av.audio.frame.AudioFrame | None, key: tuple[str, str, int, int]
+    ) -> list[av.audio.frame.AudioFrame]:
+        assert self._resampler is not None
+        try:
+            return self._resampler.resample(frame)
+        except (ValueError, OSError, RuntimeError) as exc:  # av.error.* included
+            # e.g. a garbled packet the decoder read as 34-channel audio: the graph
+            # cannot be configured. Drop the resampler; the next frame starts anew.
+            self._resampler = None
+            self._fifo = None
+            self._key = None
+            raise _FrameError(
+                f"cannot convert {key[3]}-channel {key[0]} {key[2]} Hz audio: {_ffmpeg_reason(exc)}"
+            ) from None
 
     def convert(self, frame: av.audio.frame.AudioFrame) -> Iterator[np.ndarray]:
         layout = frame.layout
@@ -316,17 +342,21 @@ class _Converter:
             plane = frame.planes[0]
             yield np.frombuffer(plane, dtype=self._direct_dtype, count=frame.samples)  # type: ignore[call-overload]
         else:
-            try:
-                outputs = resampler.resample(frame)
-            except (ValueError, OSError, RuntimeError) as exc:  # av.error.* included
-                # e.g. a garbled packet the decoder read as 34-channel audio: the graph
-                # cannot be configured. Drop the resampler; the next frame starts anew.
-                self._resampler = None
-                self._key = None
-                raise _FrameError(
-                    f"cannot convert {key[3]}-channel {key[0]} {key[2]} Hz audio: "
-                    f"{_ffmpeg_reason(exc)}"
-                ) from None
+            # Timestamps are not needed (the output is one contiguous stream), and the
+            # FIFO would insist on them being contiguous.
+            frame.pts = None
+            if not self._validated:
+                # The first frame goes straight in, so that a frame the resampler
+                # cannot handle fails here, counted against that frame.
+                outputs = self._resample(frame, key)
+                self._validated = True
+            else:
+                # Resampling ~1 s of input per call instead of each 20-60 ms codec frame
+                # halves the resampler's cost (per-call filter-graph overhead).
+                fifo = self._fifo
+                assert fifo is not None
+                fifo.write(frame)
+                outputs = self._resample(fifo.read(), key) if fifo.samples >= self._group else []
             for out in outputs:
                 yield np.frombuffer(out.planes[0], np.float32, out.samples)  # type: ignore[call-overload]
         if self._last_good != key:
@@ -335,11 +365,14 @@ class _Converter:
                 self._stats.first_frame = key
 
     def flush(self) -> Iterator[np.ndarray]:
-        resampler = self._resampler
-        self._resampler = None
+        resampler, fifo = self._resampler, self._fifo
+        self._resampler = self._fifo = None
         if resampler is not None:
             try:
-                outputs = resampler.resample(None)
+                outputs = []
+                if fifo is not None and fifo.samples:
+                    outputs = resampler.resample(fifo.read())
+                outputs += resampler.resample(None)
             except (ValueError, OSError, RuntimeError) as exc:
                 raise _FrameError(f"cannot flush the resampler: {_ffmpeg_reason(exc)}") from None
             for out in outputs:
