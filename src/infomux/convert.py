@@ -618,7 +618,7 @@ def convert_ct2_to_ggml(
     plan = _Planner(index, out_type).plan()
     header = _header_bytes(plan, read_ct2_vocabulary(src_dir), src_dir)
     total = len(header) + sum(p.record_size for p in plan.pieces)
-    logger.info("converting %s to %s (%s, %.1f MB)", src_dir, dst, out_type, total / 1e6)
+    logger.debug("converting %s to %s (%s, %.1f MB)", src_dir, dst, out_type, total / 1e6)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
@@ -644,5 +644,5 @@ def convert_ct2_to_ggml(
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(dst.parent)
-    logger.info("wrote %s (%d bytes)", dst, total)
+    logger.debug("wrote %s (%d bytes)", dst, total)
     return dst
