@@ -38,7 +38,7 @@ def tiny_stub(stub_dir: Path, tmp_path: Path) -> Path:
 # --- a small but complete synthetic model -----------------------------------
 
 SMALL = dict(
-    n_vocab=300,
+    n_vocab=51864,
     n_audio_ctx=6,
     n_audio_state=32,
     n_audio_head=2,
@@ -291,7 +291,8 @@ def test_unsupported_tensor_type(tmp_path: Path) -> None:
 def test_every_truncation_of_a_complete_model_fails(tmp_path: Path) -> None:
     data = build_model()
     path = tmp_path / "m.bin"
-    for cut in range(0, len(data), 97):
+    cuts = [*range(0, 600, 3), *range(600, len(data), len(data) // 400)]
+    for cut in cuts:
         path.write_bytes(data[:cut])
         with pytest.raises(ModelError):
             ggml.validate_model_file(path)
@@ -303,6 +304,7 @@ def test_every_truncation_of_a_complete_model_fails(tmp_path: Path) -> None:
     ("hp", "fragment"),
     [
         ({"n_vocab": 5}, "implausible n_vocab = 5"),
+        ({"n_vocab": 10**6}, "implausible n_vocab = 1000000"),
         ({"n_audio_layer": 0}, "implausible n_audio_layer = 0"),
         ({"n_audio_ctx": -3}, "implausible n_audio_ctx"),
         ({"n_text_state": 64}, "n_audio_state 32 != n_text_state 64"),
@@ -325,8 +327,8 @@ def test_bad_vocab(tmp_path: Path) -> None:
     vocab_at = 48 + 8 + 4 * 4 * 5
     struct.pack_into("<i", data, vocab_at + 4, -1)  # first token's length
     expect_error(write(tmp_path, bytes(data)), "token 0 has invalid length -1")
-    struct.pack_into("<i", data, vocab_at, 10_000)  # more tokens than n_vocab
-    expect_error(write(tmp_path, bytes(data)), "vocabulary has 10000 tokens")
+    struct.pack_into("<i", data, vocab_at, 60_000)  # more tokens than n_vocab
+    expect_error(write(tmp_path, bytes(data)), "vocabulary has 60000 tokens")
 
 
 def test_type_sizes() -> None:

@@ -36,7 +36,7 @@ logger = logging.getLogger("infomux.models")
 
 OUT_TYPES = ("f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
 QUANT_TYPES = ("q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
-N_TEXT_TOKENS = 50257  # tokens written to the vocab section: the GPT-2 ones + <|endoftext|>
+N_TEXT_TOKENS = ggml.N_TEXT_TOKENS  # tokens in the vocab section: GPT-2's + <|endoftext|>
 SAMPLE_RATE = 16000
 N_FFT = 400
 

@@ -69,6 +69,7 @@ TYPE_TO_FTYPE: dict[int, int] = {v: k for k, v in FTYPE_TO_TYPE.items()}
 
 _MODEL_SIZES = {4: "tiny", 6: "base", 12: "small", 24: "medium", 32: "large"}
 _MAX_NAME = 256
+N_TEXT_TOKENS = 50257  # GPT-2's tokens + <|endoftext|>: the least a whisper vocabulary has
 _MAX_TOKEN = 4096
 
 
@@ -282,7 +283,7 @@ def _read_header(cur: _Cursor) -> GgmlHeader:
         raise cur.fail(f"not a ggml model file (magic 0x{magic:08x}, expected 0x{GGML_MAGIC:08x})")
     cur.pos = 4
     h = GgmlHeader(*cur.ints(11, "hyper-parameters"))
-    _check_range(cur, "n_vocab", h.n_vocab, 256, 1 << 20)
+    _check_range(cur, "n_vocab", h.n_vocab, N_TEXT_TOKENS, 1 << 16)
     for field in ("n_audio_ctx", "n_text_ctx"):
         _check_range(cur, field, getattr(h, field), 1, 1 << 16)
     for field in ("n_audio_state", "n_text_state"):
