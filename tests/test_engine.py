@@ -22,11 +22,10 @@ from infomux import _whisper
 from infomux._version import __version__
 from infomux.engine import Model, TranscribeOptions, build_info
 from infomux.errors import EngineError, ModelError, ModelNotFoundError, TranscriptionCancelled
-
-from tests.fixtures import media_dir, real_model, real_model_path, references, whisper_cpp_dir
+from tests.fixtures import loaded_model, whisper_cpp_dir
 from tests.wer import wer
 
-__all__ = ["media_dir", "real_model", "real_model_path", "references", "whisper_cpp_dir"]
+__all__ = ["loaded_model", "whisper_cpp_dir"]  # fixtures
 
 SR = 16000
 
@@ -80,7 +79,7 @@ def test_for_tests_models_load(whisper_cpp_dir: Path, name: str) -> None:
 
 
 def test_missing_model_raises(tmp_path: Path) -> None:
-    with pytest.raises(ModelNotFoundError, match="nope.bin"):
+    with pytest.raises(ModelNotFoundError, match=r"nope\.bin"):
         Model(tmp_path / "nope.bin")
 
 
@@ -90,7 +89,7 @@ def test_directory_as_model_raises(tmp_path: Path) -> None:
 
 
 def test_media_file_as_model_raises(media_dir: Path) -> None:
-    with pytest.raises(ModelError, match="not_media.mp3"):
+    with pytest.raises(ModelError, match=r"not_media\.mp3"):
         Model(media_dir / "not_media.mp3")
 
 
@@ -98,7 +97,7 @@ def test_truncated_model_raises(whisper_cpp_dir: Path, tmp_path: Path) -> None:
     data = (whisper_cpp_dir / "models" / "for-tests-ggml-tiny.en.bin").read_bytes()
     bad = tmp_path / "truncated.bin"
     bad.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ModelError, match="truncated.bin"):
+    with pytest.raises(ModelError, match=r"truncated\.bin"):
         Model(bad)
 
 
@@ -108,7 +107,15 @@ def test_bad_model_does_not_kill_the_interpreter(whisper_cpp_dir: Path, tmp_path
     data[4:8] = (10**6).to_bytes(4, "little")  # absurd n_vocab
     bad = tmp_path / "corrupt.bin"
     bad.write_bytes(bytes(data))
-    code = f"from infomux.engine import Model\ntry:\n Model({str(bad)!r})\nexcept Exception as e:\n print(type(e).__name__)"
+    code = textwrap.dedent(
+        f"""
+        from infomux.engine import Model
+        try:
+            Model({str(bad)!r})
+        except Exception as e:
+            print(type(e).__name__)
+        """
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ModelError"
@@ -291,8 +298,8 @@ JFK = (
 
 
 @pytest.mark.model
-def test_jfk_exact_sentence(real_model: Model, jfk: np.ndarray) -> None:
-    transcript = real_model.transcribe(jfk, TranscribeOptions(n_threads=2))
+def test_jfk_exact_sentence(loaded_model: Model, jfk: np.ndarray) -> None:
+    transcript = loaded_model.transcribe(jfk, TranscribeOptions(n_threads=2))
     assert transcript.text == JFK
     assert transcript.language == "en"
     assert transcript.segments[0].start == 0.0
@@ -300,17 +307,17 @@ def test_jfk_exact_sentence(real_model: Model, jfk: np.ndarray) -> None:
 
 
 @pytest.mark.model
-def test_speech_a_wer(real_model: Model, media_dir: Path, references: dict) -> None:
+def test_speech_a_wer(loaded_model: Model, media_dir: Path, references: dict) -> None:
     from infomux.audio import load_audio
 
     audio = load_audio(media_dir / "speech_a.wav")
-    transcript = real_model.transcribe(audio, TranscribeOptions(n_threads=2))
+    transcript = loaded_model.transcribe(audio, TranscribeOptions(n_threads=2))
     assert wer(references["speech_a.wav"], transcript.text) <= 0.15
 
 
 @pytest.mark.model
-def test_word_timestamps(real_model: Model, jfk: np.ndarray) -> None:
-    transcript = real_model.transcribe(jfk, TranscribeOptions(n_threads=2, word_timestamps=True))
+def test_word_timestamps(loaded_model: Model, jfk: np.ndarray) -> None:
+    transcript = loaded_model.transcribe(jfk, TranscribeOptions(n_threads=2, word_timestamps=True))
     words = [w for s in transcript.segments for w in s.words]
     assert [w.text for w in words][:4] == ["And", "so", "my", "fellow"]
     starts = [w.start for w in words]
@@ -320,12 +327,12 @@ def test_word_timestamps(real_model: Model, jfk: np.ndarray) -> None:
 
 
 @pytest.mark.model
-def test_two_threads_share_one_model(real_model: Model, jfk: np.ndarray) -> None:
+def test_two_threads_share_one_model(loaded_model: Model, jfk: np.ndarray) -> None:
     opts = TranscribeOptions(n_threads=1)
     results: list[str] = []
 
     def work() -> None:
-        results.append(real_model.transcribe(jfk, opts).text)
+        results.append(loaded_model.transcribe(jfk, opts).text)
 
     threads = [threading.Thread(target=work) for _ in range(2)]
     for t in threads:
@@ -336,9 +343,9 @@ def test_two_threads_share_one_model(real_model: Model, jfk: np.ndarray) -> None
 
 
 @pytest.mark.model
-def test_segments_stream_through_callback(real_model: Model, jfk: np.ndarray) -> None:
+def test_segments_stream_through_callback(loaded_model: Model, jfk: np.ndarray) -> None:
     streamed = []
-    transcript = real_model.transcribe(
+    transcript = loaded_model.transcribe(
         jfk, TranscribeOptions(n_threads=2), on_segment=streamed.append
     )
     assert tuple(streamed) == transcript.segments
@@ -347,3 +354,32 @@ def test_segments_stream_through_callback(real_model: Model, jfk: np.ndarray) ->
 def test_engine_error_is_a_runtime_error() -> None:
     assert issubclass(EngineError, RuntimeError)
 
+
+def test_multilingual_model_detects_language(whisper_cpp_dir: Path, jfk: np.ndarray) -> None:
+    """Multilingual models detect the language and report its probability (random weights:
+    which language is not asserted, only that it is a real code with a probability)."""
+    with Model(whisper_cpp_dir / "models" / "for-tests-ggml-tiny.bin") as model:
+        transcript = model.transcribe(jfk[: 3 * SR], TranscribeOptions(n_threads=2))
+    assert _whisper.lang_id(transcript.language) >= 0
+    assert transcript.language_probability is not None
+    assert 0.0 < transcript.language_probability <= 1.0
+
+
+def test_english_only_model_reports_no_detection(test_model: Model, jfk: np.ndarray) -> None:
+    transcript = test_model.transcribe(jfk[: 2 * SR], TranscribeOptions(n_threads=2))
+    assert transcript.language == "en"
+    assert transcript.language_probability is None
+
+
+@pytest.mark.model
+def test_vad_skips_silence_and_keeps_original_times(
+    loaded_model: Model, whisper_cpp_dir: Path, jfk: np.ndarray
+) -> None:
+    vad_model = whisper_cpp_dir / "models" / "for-tests-silero-v6.2.0-ggml.bin"
+    silence = np.zeros(8 * SR, dtype=np.float32)
+    audio = np.concatenate([silence, jfk, silence])
+    opts = TranscribeOptions(n_threads=2, vad=True, vad_model=str(vad_model))
+    transcript = loaded_model.transcribe(audio, opts)
+    assert wer(JFK, transcript.text) <= 0.1
+    assert transcript.segments[0].start >= 7.0  # mapped back to the original timeline
+    assert transcript.segments[-1].end <= 8.0 + 11.5

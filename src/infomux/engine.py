@@ -111,9 +111,9 @@ class TranscribeOptions:
             raise ValueError("max_segment_length must not be negative")
         if self.vad and not self.vad_model:
             raise ValueError("vad=True needs vad_model, the path of a ggml Silero VAD model")
-        if self.language is not None and self.language != "auto":
-            if _native().lang_id(self.language) < 0:
-                raise ValueError(f"unknown language code {self.language!r}")
+        language = self.language
+        if language not in (None, "auto") and _native().lang_id(language) < 0:
+            raise ValueError(f"unknown language code {language!r}")
 
 
 @dataclass(frozen=True)
@@ -253,7 +253,11 @@ def as_float32_audio(audio: Any) -> np.ndarray:
     if array.dtype.kind not in "f":
         raise TypeError(
             f"audio must be floating point PCM in [-1, 1] (float32), got dtype {array.dtype}"
-            + (" (divide integer PCM by its full scale, e.g. 32768)" if array.dtype.kind in "iu" else "")
+            + (
+                " (divide integer PCM by its full scale, e.g. 32768)"
+                if array.dtype.kind in "iu"
+                else ""
+            )
         )
     if array.ndim != 1:
         raise ValueError(f"audio must be 1-D mono samples, got shape {array.shape}")
