@@ -89,12 +89,14 @@ def load_audio(path: str | os.PathLike[str]) -> np.ndarray:
 
 def _model(model: Any) -> Any:
     """A loaded engine Model from None (default), a name, a path, or a Model."""
-    from infomux import engine, models
+    from infomux import engine
 
     if isinstance(model, engine.Model):
         return model
     if model is not None and not isinstance(model, str | os.PathLike):
         raise TypeError(f"model must be None, a name, a path or an infomux.Model, not {model!r}")
+    from infomux import models
+
     ref = models.resolve_model(model)
     key = str(ref.path)
     with _models_lock:

@@ -100,7 +100,10 @@ def add_transcribe_options(parser: argparse.ArgumentParser, *, resume: bool = Fa
         "--vad",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help=f"{what}voice activity detection before inference",
+        help=f"{what}voice activity detection before inference (needs --vad-model)",
+    )
+    parser.add_argument(
+        "--vad-model", metavar="PATH", help=f"{what}Silero VAD model (ggml) used by --vad"
     )
     parser.add_argument(
         "--word-timestamps",

@@ -50,6 +50,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads,
         "formats": list(args.formats) if args.formats else None,
         "vad": args.vad,
+        "vad_model": args.vad_model,
         "word_timestamps": args.word_timestamps,
     }
     return result

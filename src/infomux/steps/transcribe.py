@@ -17,18 +17,34 @@ TRANSCRIPT_STEM = "transcript"
 
 
 def transcribe_options(config: dict[str, Any]) -> Any:
-    """Build :class:`infomux.engine.TranscribeOptions` from a run's recorded options."""
+    """Build :class:`infomux.engine.TranscribeOptions` from a run's recorded options.
+
+    Raises:
+        StepError: the options are not valid (unknown language, vad without a VAD model, ...).
+    """
     from infomux.engine import TranscribeOptions
 
     language = config.get("language")
     if language in ("", "auto"):
         language = None
-    return TranscribeOptions(
-        language=language,
-        n_threads=config.get("threads"),
-        vad=bool(config.get("vad", False)),
-        word_timestamps=bool(config.get("word_timestamps", False)),
-    )
+    vad = bool(config.get("vad", False))
+    vad_model = config.get("vad_model")
+    if vad and not vad_model:
+        raise StepError(
+            "transcribe", "--vad needs a Silero VAD model in ggml form (--vad-model PATH)"
+        )
+    try:
+        options = TranscribeOptions(
+            language=language,
+            n_threads=config.get("threads"),
+            vad=vad,
+            vad_model=vad_model,
+            word_timestamps=bool(config.get("word_timestamps", False)),
+        )
+        options.validate()
+    except (TypeError, ValueError) as exc:
+        raise StepError("transcribe", str(exc)) from exc
+    return options
 
 
 def _model_ref(spec: str | None, resources: dict[str, Any]) -> Any:
@@ -107,6 +123,7 @@ class Transcribe:
                 "model_load_seconds": round(load_seconds, 6),
                 "inference_seconds": round(inference_seconds, 6),
                 "formats": formats,
+                "engine_timings": dict(getattr(transcript, "timings", {}) or {}),
             },
         )
 

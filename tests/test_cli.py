@@ -1,0 +1,720 @@
+"""The command line through real subprocesses: exit codes, the stdout contract, job.json.
+
+``python -m infomux`` is run exactly as a user would. Tests marked ``model`` need
+the native engine and the default model (fixture ``real_model``) and skip with
+the reason when they are missing. Signal handling is also tested with a small
+sleeping step registered by a wrapper script (``toy_cli``), which needs neither.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import wave
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from infomux.job import SCHEMA_PATH
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+BAD_MEDIA = ["empty.wav", "not_media.mp3", "video_only.mp4", "truncated.mp4"]
+
+
+def infomux(*args: str, timeout: float = 300, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m infomux ARGS`` and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "infomux", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        check=False,
+        **kwargs,
+    )
+
+
+def load_job(run_dir: Path | str) -> dict[str, Any]:
+    data = json.loads((Path(run_dir) / "job.json").read_text(encoding="utf-8"))
+    jsonschema.validate(data, SCHEMA)
+    return data
+
+
+def single_run_dir(proc: subprocess.CompletedProcess[str]) -> Path:
+    """The stdout contract: exactly one line, an existing run directory."""
+    assert proc.stdout.endswith("\n"), proc.stdout
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1, proc.stdout
+    path = Path(lines[0])
+    assert path.is_absolute() and path.is_dir() and (path / "job.json").is_file()
+    return path
+
+
+def run_dirs(data_dir: Path) -> list[Path]:
+    runs = data_dir / "runs"
+    return sorted(runs.iterdir()) if runs.is_dir() else []
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def step_status(data_dir: Path, step: str) -> str | None:
+    """Status of ``step`` in the only run, or None before job.json exists."""
+    dirs = run_dirs(data_dir)
+    if not dirs or not (dirs[0] / "job.json").exists():
+        return None
+    data = json.loads((dirs[0] / "job.json").read_text())
+    return next(s["status"] for s in data["steps"] if s["name"] == step)
+
+
+# ============================================================================ no model needed
+
+
+def test_help_and_version() -> None:
+    proc = infomux("--help")
+    assert proc.returncode == 0
+    for command in ("run", "inspect", "resume", "runs", "doctor", "pipelines", "steps"):
+        assert command in proc.stdout
+    proc = infomux("run", "--help")
+    assert proc.returncode == 0 and "--word-timestamps" in proc.stdout
+    proc = infomux("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("infomux ")
+
+
+def test_cli_import_is_light() -> None:
+    """cli.py, the command modules and step discovery import no numpy, av or extension."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from infomux import cli
+        cli.build_parser()
+        from infomux.steps import discover_steps
+        discover_steps()
+        print([m for m in ("numpy", "av", "infomux._whisper", "infomux.engine",
+                           "infomux.audio", "jsonschema") if m in sys.modules])
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["frobnicate"],
+        ["run"],
+        ["run", "x.wav", "--threads", "0"],
+        ["run", "x.wav", "--threads", "many"],
+        ["run", "x.wav", "--formats", "txt,docx"],
+        ["run", "x.wav", "--pipeline", "nope"],
+        ["run", "x.wav", "--bogus"],
+        ["inspect", "a", "b"],
+        ["runs", "--status", "weird"],
+        ["resume"],
+    ],
+)
+def test_usage_errors_exit_2(args: list[str], hermetic_env: Path) -> None:
+    proc = infomux(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    assert run_dirs(hermetic_env) == []
+
+
+def test_missing_input_exit_1_without_run(hermetic_env: Path) -> None:
+    proc = infomux("run", "-q", "/nonexistent/talk.mp4")
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "Error: cannot read input /nonexistent/talk.mp4: No such file or directory"
+    ]
+    assert run_dirs(hermetic_env) == []
+
+
+@pytest.mark.parametrize("name", BAD_MEDIA)
+def test_bad_media_exit_1_and_failed_job(name: str, media_dir: Path, hermetic_env: Path) -> None:
+    proc = infomux("run", "-q", str(media_dir / name))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: extract_audio: "), proc.stderr
+    [run_dir] = run_dirs(hermetic_env)
+    data = load_job(run_dir)
+    assert data["status"] == "failed"
+    assert data["error"].startswith("extract_audio: ")
+    assert data["steps"][0]["status"] == "failed" and data["steps"][0]["error"]
+    assert data["steps"][1]["status"] == "pending"
+
+
+def test_bad_media_default_verbosity_has_no_traceback(media_dir: Path) -> None:
+    proc = infomux("run", str(media_dir / "not_media.mp3"))
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
+    proc = infomux("run", "-v", str(media_dir / "not_media.mp3"))
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "debug:" in proc.stderr
+
+
+def read_wav_header(path: Path) -> tuple[int, int, int, int]:
+    with wave.open(str(path)) as w:
+        return w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
+
+
+def test_audio_pipeline_end_to_end(media_dir: Path, hermetic_env: Path) -> None:
+    proc = infomux("run", "-q", "--pipeline", "audio", str(media_dir / "speech_a_video.mp4"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    run_dir = single_run_dir(proc)
+    assert run_dir.parent == (hermetic_env / "runs").resolve()
+    rate, channels, width, frames = read_wav_header(run_dir / "audio.wav")
+    assert (rate, channels, width) == (16000, 1, 2) and frames > 16000
+    data = load_job(run_dir)
+    assert data["status"] == "completed" and data["artifacts"] == ["audio.wav"]
+    assert data["pipeline"] == "audio"
+    assert data["audio"]["decoded_duration"] == pytest.approx(frames / 16000, abs=0.01)
+    assert data["environment"]["pyav"] and data["environment"]["ffmpeg"]
+    assert data["input"]["path"] == str(media_dir / "speech_a_video.mp4")
+    assert data["input"]["size_bytes"] == (media_dir / "speech_a_video.mp4").stat().st_size
+
+
+def test_multiple_inputs_print_successes_in_order(media_dir: Path, hermetic_env: Path) -> None:
+    inputs = [media_dir / "speech_a.wav", media_dir / "not_media.mp3", media_dir / "speech_a.flac"]
+    proc = infomux("run", "-q", "--pipeline", "audio", *map(str, inputs))
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2
+    assert [load_job(p)["input"]["path"] for p in lines] == [str(inputs[0]), str(inputs[2])]
+    assert len(proc.stderr.splitlines()) == 1
+
+
+def test_config_file_options_are_recorded(
+    media_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('threads = 3\nlanguage = "en"\n')
+    monkeypatch.setenv("INFOMUX_CONFIG", str(cfg))
+    proc = infomux("run", "-q", "--pipeline", "audio", str(media_dir / "speech_a.wav"))
+    assert proc.returncode == 0, proc.stderr
+    config = load_job(single_run_dir(proc))["config"]
+    assert config["threads"] == 3 and config["language"] == "en"
+    proc = infomux(
+        "run",
+        "-q",
+        "--pipeline",
+        "audio",
+        "--threads",
+        "1",
+        "--language",
+        "auto",
+        "--formats",
+        "srt,txt",
+        str(media_dir / "speech_a.wav"),
+    )
+    config = load_job(single_run_dir(proc))["config"]
+    assert config["threads"] == 1 and config["language"] is None
+    assert config["formats"] == ["srt", "txt"]
+    cfg.write_text("threads = 'x'\n")
+    proc = infomux("run", "--pipeline", "audio", str(media_dir / "speech_a.wav"))
+    assert proc.returncode == 1 and "Error: config file" in proc.stderr
+
+
+def test_inspect_and_runs(media_dir: Path, hermetic_env: Path) -> None:
+    ok = single_run_dir(
+        infomux("run", "-q", "--pipeline", "audio", str(media_dir / "speech_a.wav"))
+    )
+    bad = infomux("run", "-q", str(media_dir / "video_only.mp4"))
+    assert bad.returncode == 1
+    [failed] = [p for p in run_dirs(hermetic_env) if p != ok]
+    # by id, path, prefix, latest
+    for ref in (ok.name, str(ok)):
+        proc = infomux("inspect", ref)
+        assert proc.returncode == 0, proc.stderr
+        assert f"run:       {ok.name}" in proc.stdout and "completed" in proc.stdout
+    proc = infomux("inspect", "latest")
+    assert failed.name in proc.stdout and "no audio stream" in proc.stdout
+    assert "extract_audio  failed" in proc.stdout
+    proc = infomux("inspect", failed.name[:-1])
+    assert proc.returncode == 0 and failed.name in proc.stdout
+    proc = infomux("inspect", "--json", ok.name)
+    assert json.loads(proc.stdout) == load_job(ok)
+    # runs
+    proc = infomux("runs")
+    lines = proc.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == [failed.name, ok.name]
+    proc = infomux("runs", "--status", "completed", "--json")
+    assert [r["id"] for r in json.loads(proc.stdout)] == [ok.name]
+    assert infomux("runs", "--status", "interrupted").stdout == ""
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "../x",
+        "..",
+        "/etc",
+        "/etc/passwd",
+        "../../etc/passwd",
+        "run-20250101-000000-abcdef/../..",
+        "nope",
+        "run-20250101-000000-abcdef",
+    ],
+)
+def test_inspect_refuses_traversal_and_unknown(
+    ref: str, media_dir: Path, hermetic_env: Path
+) -> None:
+    single_run_dir(infomux("run", "-q", "--pipeline", "audio", str(media_dir / "speech_a.wav")))
+    for command in ("inspect", "resume"):
+        proc = infomux(command, ref)
+        assert proc.returncode == 1, (command, proc.stdout, proc.stderr)
+        assert proc.stdout == ""
+        assert proc.stderr.startswith("Error: ") and "Traceback" not in proc.stderr
+
+
+def test_inspect_refuses_symlink_out(media_dir: Path, hermetic_env: Path, tmp_path: Path) -> None:
+    real = single_run_dir(
+        infomux("run", "-q", "--pipeline", "audio", str(media_dir / "speech_a.wav"))
+    )
+    outside = tmp_path / "elsewhere" / "run-20250101-000000-abcdef"
+    shutil.copytree(real, outside)
+    link = real.parent / outside.name
+    link.symlink_to(outside, target_is_directory=True)
+    for ref in (outside.name, str(link), str(outside)):
+        proc = infomux("inspect", ref)
+        assert proc.returncode == 1 and proc.stderr.startswith("Error: "), ref
+
+
+def test_pipelines_and_steps() -> None:
+    proc = infomux("pipelines")
+    assert proc.returncode == 0
+    assert "transcribe  extract_audio -> transcribe (default)" in proc.stdout
+    assert "audio" in proc.stdout
+    data = json.loads(infomux("pipelines", "--json").stdout)
+    assert {p["name"]: p["steps"] for p in data}["audio"] == ["extract_audio"]
+    proc = infomux("steps")
+    assert proc.returncode == 0
+    assert "extract_audio" in proc.stdout and "transcribe" in proc.stdout
+    data = {s["name"]: s for s in json.loads(infomux("steps", "--json").stdout)}
+    assert data["transcribe"]["requires"] == ["extract_audio"]
+
+
+def test_resume_refuses_changed_input(media_dir: Path, tmp_path: Path, hermetic_env: Path) -> None:
+    """A copy fails to decode, then changes: resume refuses (the run is bound to its sha256)."""
+    copy = tmp_path / "talk.mp3"
+    shutil.copy(media_dir / "not_media.mp3", copy)
+    assert infomux("run", "-q", "--pipeline", "audio", str(copy)).returncode == 1
+    [run_dir] = run_dirs(hermetic_env)
+    shutil.copy(media_dir / "speech_a_44k_stereo.mp3", copy)
+    proc = infomux("resume", "-q", run_dir.name)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        f"Error: cannot resume {run_dir.name}: input {copy} changed (size differs); "
+        "step extract_audio needs the original input"
+    ]
+    assert load_job(run_dir)["status"] == "failed"
+    copy.unlink()
+    proc = infomux("resume", run_dir.name)
+    assert proc.returncode == 1 and "no longer exists" in proc.stderr
+
+
+def test_resume_completed_run_is_a_no_op(media_dir: Path) -> None:
+    run_dir = single_run_dir(
+        infomux("run", "-q", "--pipeline", "audio", str(media_dir / "speech_a.wav"))
+    )
+    before = (run_dir / "job.json").read_text()
+    proc = infomux("resume", "-q", "latest")
+    assert proc.returncode == 0 and proc.stdout == f"{run_dir}\n" and proc.stderr == ""
+    assert (run_dir / "job.json").read_text() == before
+
+
+def test_two_audio_runs_at_once(media_dir: Path, hermetic_env: Path) -> None:
+    cmd = [sys.executable, "-m", "infomux", "run", "-q", "--pipeline", "audio"]
+    with (
+        subprocess.Popen(
+            [*cmd, str(media_dir / "speech_a.wav")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        ) as a,
+        subprocess.Popen(
+            [*cmd, str(media_dir / "speech_a.flac")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        ) as b,
+    ):
+        out_a, err_a = a.communicate(timeout=120)
+        out_b, err_b = b.communicate(timeout=120)
+    assert a.returncode == b.returncode == 0, (err_a, err_b)
+    assert out_a != out_b
+    assert load_job(out_a.strip())["status"] == load_job(out_b.strip())["status"] == "completed"
+
+
+# ============================================================================ signals (toy step)
+
+TOY_CLI = '''
+"""infomux's CLI plus a step that sleeps until told to finish (for signal tests)."""
+import os, sys, time
+from pathlib import Path
+from infomux import pipeline
+from infomux.cli import main
+from infomux.steps import StepContext, StepResult, register_step
+
+@register_step("toy_sleep", needs_input=True)
+class ToySleep:
+    """Sleep until the file named by TOY_RELEASE exists."""
+    def run(self, ctx: StepContext) -> StepResult:
+        release = Path(os.environ["TOY_RELEASE"])
+        while not release.exists():
+            time.sleep(0.02)
+        (ctx.run_dir / "slept.txt").write_text("done")
+        return StepResult(outputs=["slept.txt"])
+
+pipeline.register_pipeline("toy_sleep", ("toy_sleep",))
+sys.exit(main())
+'''
+
+
+@pytest.fixture
+def toy_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], Path]:
+    """(command prefix of a CLI with a ``toy_sleep`` pipeline, its release file)."""
+    script = tmp_path / "toy_cli.py"
+    script.write_text(TOY_CLI)
+    release = tmp_path / "release"
+    monkeypatch.setenv("TOY_RELEASE", str(release))
+    return [sys.executable, str(script)], release
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_interrupts_and_resume_finishes(
+    sig: signal.Signals, toy_cli: tuple[list[str], Path], media_dir: Path, hermetic_env: Path
+) -> None:
+    cmd, release = toy_cli
+    with subprocess.Popen(
+        [*cmd, "run", "--pipeline", "toy_sleep", str(media_dir / "speech_a.wav")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        wait_for(lambda: step_status(hermetic_env, "toy_sleep") == "running", what="step start")
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert out == ""
+    assert "Traceback" not in err and "interrupted" in err
+    [run_dir] = run_dirs(hermetic_env)
+    data = load_job(run_dir)
+    assert data["status"] == "interrupted"
+    assert data["steps"][0]["status"] == "interrupted"
+    release.touch()
+    proc2 = subprocess.run(
+        [*cmd, "resume", "-q", run_dir.name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc2.returncode == 0, proc2.stderr
+    assert proc2.stdout == f"{run_dir}\n" and proc2.stderr == ""
+    data = load_job(run_dir)
+    assert data["status"] == "completed"
+    assert [a["status"] for a in data["steps"][0]["attempts"]] == ["interrupted"]
+    assert data["history"][-1]["event"] == "resumed"
+
+
+def test_sigkill_leaves_valid_job_and_resume_works(
+    toy_cli: tuple[list[str], Path], media_dir: Path, hermetic_env: Path
+) -> None:
+    cmd, release = toy_cli
+    with subprocess.Popen(
+        [*cmd, "run", "-q", "--pipeline", "toy_sleep", str(media_dir / "speech_a.wav")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        wait_for(lambda: step_status(hermetic_env, "toy_sleep") == "running", what="step start")
+        # while it runs, a resume is refused
+        busy = subprocess.run(
+            [*cmd, "resume", "latest"], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert busy.returncode == 1 and busy.stderr.startswith("Error: ")
+        assert "another infomux process" in busy.stderr
+        proc.kill()
+        proc.communicate(timeout=30)
+    [run_dir] = run_dirs(hermetic_env)
+    data = load_job(run_dir)
+    assert data["status"] == "running"  # the process died mid-step
+    release.touch()
+    done = subprocess.run(
+        [*cmd, "resume", "-q", "latest"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    data = load_job(run_dir)
+    assert data["status"] == "completed"
+    attempt = data["steps"][0]["attempts"][0]
+    assert attempt["status"] == "interrupted" and "abandoned" in attempt["error"]
+
+
+# ============================================================================ real model
+
+
+@pytest.mark.model
+def test_transcribe_end_to_end(
+    real_model: Any, media_dir: Path, references: dict[str, Any], hermetic_env: Path
+) -> None:
+    import jiwer
+
+    proc = infomux("run", "-q", str(media_dir / "speech_a_video.mp4"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    run_dir = single_run_dir(proc)
+    for name in (
+        "audio.wav",
+        "transcript.txt",
+        "transcript.srt",
+        "transcript.vtt",
+        "transcript.json",
+    ):
+        assert (run_dir / name).is_file(), name
+    data = load_job(run_dir)
+    assert data["status"] == "completed"
+    assert data["artifacts"] == [
+        "audio.wav",
+        "transcript.txt",
+        "transcript.srt",
+        "transcript.vtt",
+        "transcript.json",
+    ]
+    assert data["model"]["sha256"] == real_model.sha256
+    assert data["model"]["path"] == str(real_model.path)
+    assert data["options"]["n_threads"] >= 1 and "beam_size" in data["options"]
+    assert data["environment"]["engine"]
+    assert data["audio"]["codec"]
+    text = (run_dir / "transcript.txt").read_text()
+    error = jiwer.wer(
+        jiwer.RemovePunctuation()(references["speech_a_video.mp4"].lower()),
+        jiwer.RemovePunctuation()(" ".join(text.split()).lower()),
+    )
+    assert error < 0.25, text
+    assert (run_dir / "transcript.vtt").read_text().startswith("WEBVTT\n\n00:00:0")
+    assert json.loads((run_dir / "transcript.json").read_text())["segments"]
+    # inspect shows the model
+    proc = infomux("inspect", "latest")
+    assert "model:" in proc.stdout and "transcribe     completed" in proc.stdout
+
+
+@pytest.mark.model
+def test_default_verbosity_progress_lines(real_model: Any, media_dir: Path) -> None:
+    proc = infomux("run", str(media_dir / "speech_a.wav"))
+    assert proc.returncode == 0, proc.stderr
+    single_run_dir(proc)
+    assert "infomux: transcribe: 100%" in proc.stderr
+    assert "\r" not in proc.stderr  # not a TTY: plain lines
+
+
+@pytest.mark.model
+def test_word_timestamps_and_formats(real_model: Any, media_dir: Path) -> None:
+    proc = infomux(
+        "run", "-q", "--word-timestamps", "--formats", "json,txt", str(media_dir / "speech_a.wav")
+    )
+    assert proc.returncode == 0, proc.stderr
+    run_dir = single_run_dir(proc)
+    assert not (run_dir / "transcript.srt").exists()
+    data = json.loads((run_dir / "transcript.json").read_text())
+    words = [w for s in data["segments"] for w in s.get("words", [])]
+    assert words and all(w["start"] <= w["end"] for w in words)
+    assert load_job(run_dir)["options"]["word_timestamps"] is True
+
+
+@pytest.mark.model
+def test_many_inputs_load_model_once(real_model: Any, media_dir: Path) -> None:
+    inputs = [media_dir / "speech_a.wav", media_dir / "speech_c_8k_mulaw.wav"]
+    proc = infomux("run", "-q", *map(str, inputs))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2
+    first, second = (load_job(p)["steps"][1]["metadata"] for p in lines)
+    assert first["model_load_seconds"] > 0 and second["model_load_seconds"] == 0
+
+
+@pytest.mark.model
+def test_resume_after_bad_model(real_model: Any, media_dir: Path, hermetic_env: Path) -> None:
+    proc = infomux(
+        "run", "-q", "--model", "/nonexistent/ggml-model.bin", str(media_dir / "speech_a.wav")
+    )
+    assert proc.returncode == 1 and proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: transcribe: ")
+    [run_dir] = run_dirs(hermetic_env)
+    before = load_job(run_dir)
+    assert before["status"] == "failed"
+    assert before["steps"][0]["status"] == "completed"
+    assert before["steps"][1]["status"] == "failed" and before["steps"][1]["error"]
+    # resume with the recorded (bad) model fails again; with a good one it finishes
+    assert infomux("resume", "-q", run_dir.name).returncode == 1
+    proc = infomux("resume", "-q", "--model", str(real_model.path), run_dir.name)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{run_dir}\n"
+    after = load_job(run_dir)
+    assert after["status"] == "completed" and after["error"] is None
+    assert after["steps"][0] == before["steps"][0]  # extract_audio untouched
+    assert [a["status"] for a in after["steps"][1]["attempts"]] == ["failed", "failed"]
+    assert after["config"]["model"] == str(real_model.path)
+    assert after["history"][-1]["overrides"] == {"model": str(real_model.path)}
+    assert len(after["artifacts"]) == len(set(after["artifacts"])) == 5
+
+
+@pytest.mark.model
+def test_resume_with_changed_input(
+    real_model: Any, media_dir: Path, tmp_path: Path, hermetic_env: Path
+) -> None:
+    copy = tmp_path / "talk.wav"
+    shutil.copy(media_dir / "speech_a.wav", copy)
+    assert infomux("run", "-q", "--model", "/nonexistent.bin", str(copy)).returncode == 1
+    [run_dir] = run_dirs(hermetic_env)
+    with copy.open("r+b") as fh:  # same size, different content
+        fh.seek(1000)
+        fh.write(b"\x00" * 64)
+    # audio.wav gone: extract_audio must run again and needs the original input
+    (run_dir / "audio.wav").unlink()
+    proc = infomux("resume", "-q", "--model", str(real_model.path), run_dir.name)
+    assert proc.returncode == 1
+    assert "sha256 differs" in proc.stderr and "extract_audio" in proc.stderr
+    # a run whose remaining steps don't read the input still finishes
+    shutil.copy(media_dir / "speech_a.wav", tmp_path / "talk2.wav")
+    assert (
+        infomux("run", "-q", "--model", "/nonexistent.bin", str(tmp_path / "talk2.wav")).returncode
+        == 1
+    )
+    (tmp_path / "talk2.wav").unlink()
+    proc = infomux("resume", "--model", str(real_model.path), "latest")
+    assert proc.returncode == 0, proc.stderr
+    assert "no longer exists" in proc.stderr  # warned
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_sigint_during_transcription_then_resume(
+    real_model: Any, media_dir: Path, hermetic_env: Path
+) -> None:
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "infomux",
+            "run",
+            "--threads",
+            "1",
+            str(media_dir / "long_speech.mp3"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    ) as proc:
+        wait_for(lambda: step_status(hermetic_env, "transcribe") == "running", 120, "transcribe")
+        time.sleep(1.0)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    assert proc.returncode == 130, err
+    assert out == "" and "Traceback" not in err
+    assert took < 10
+    [run_dir] = run_dirs(hermetic_env)
+    data = load_job(run_dir)
+    assert data["status"] == "interrupted"
+    assert data["steps"][0]["status"] == "completed"
+    assert data["steps"][1]["status"] == "interrupted"
+    proc2 = infomux("resume", "-q", run_dir.name, timeout=600)
+    assert proc2.returncode == 0, proc2.stderr
+    after = load_job(run_dir)
+    assert after["status"] == "completed"
+    assert after["steps"][0] == data["steps"][0]
+    assert [a["status"] for a in after["steps"][1]["attempts"]] == ["interrupted"]
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_sigkill_during_transcription_then_resume(
+    real_model: Any, media_dir: Path, hermetic_env: Path
+) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "infomux", "run", "-q", str(media_dir / "long_speech.mp3")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    ) as proc:
+        wait_for(lambda: step_status(hermetic_env, "transcribe") == "running", 120, "transcribe")
+        proc.kill()
+        proc.communicate(timeout=30)
+    [run_dir] = run_dirs(hermetic_env)
+    assert load_job(run_dir)["status"] == "running"
+    done = infomux("resume", "-q", "latest", timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert load_job(run_dir)["status"] == "completed"
+
+
+@pytest.mark.model
+def test_two_transcriptions_at_once(real_model: Any, media_dir: Path) -> None:
+    cmd = [sys.executable, "-m", "infomux", "run", "-q", "--threads", "1"]
+    with (
+        subprocess.Popen(
+            [*cmd, str(media_dir / "speech_a.wav")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        ) as a,
+        subprocess.Popen(
+            [*cmd, str(media_dir / "speech_c_8k_mulaw.wav")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        ) as b,
+    ):
+        out_a, err_a = a.communicate(timeout=300)
+        out_b, err_b = b.communicate(timeout=300)
+    assert a.returncode == b.returncode == 0, (err_a, err_b)
+    assert err_a == err_b == ""
+    for out in (out_a, out_b):
+        assert load_job(out.strip())["status"] == "completed"
+
+
+@pytest.mark.model
+def test_doctor(real_model: Any) -> None:
+    proc = infomux("doctor")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for key in ("infomux:", "python:", "numpy:", "PyAV:", "FFmpeg:", "model:", "model load:"):
+        assert key in proc.stdout
+    proc = infomux("doctor", "--model", "/nonexistent.bin")
+    assert proc.returncode == 1 and "FAILED" in proc.stdout
+
+
+def test_python_dash_m_equals_cli_main(tmp_path: Path) -> None:
+    """``python -m infomux`` and ``infomux.cli.main`` agree (same parser, same exit codes)."""
+    from infomux.cli import main
+
+    assert main(["--version"]) == 0
+    assert main(["run"]) == 2
+    assert infomux("run").returncode == 2
