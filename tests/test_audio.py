@@ -356,6 +356,16 @@ def test_path_with_spaces_and_unicode(tmp_path: Path) -> None:
     assert as_path.info.source == str(target)
 
 
+def test_path_with_colon_is_a_file_not_a_protocol(tmp_path: Path) -> None:
+    target = tmp_path / "concat:speech a.wav"
+    shutil.copyfile(MEDIA / "speech_a.wav", target)
+    decoded = decode_audio(target)
+    assert np.array_equal(decoded.samples, _decode("speech_a.wav").samples)
+    assert decoded.info.source == str(target)
+    with pytest.raises(AudioFileNotFoundError):
+        decode_audio("concat:" + str(MEDIA / "speech_a.wav"))  # not a local file name
+
+
 def test_load_audio_returns_samples() -> None:
     samples = load_audio(MEDIA / "speech_a.wav")
     assert np.array_equal(samples, _decode("speech_a.wav").samples)

@@ -266,24 +266,42 @@ class _Stats:
 
 
 class _FrameError(Exception):
-    """A decoded frame that could not be converted (reason in ``args[0]``)."""
+    """A decoded frame that could not be converted (reason in ``args[0]``).
+
+    ``ready`` holds samples converted before the failure (an earlier set-up's tail).
+    """
+
+    def __init__(self, message: str, ready: list[np.ndarray] | None = None) -> None:
+        super().__init__(message)
+        self.ready = ready or []
+
+
+Key = tuple[str, str, int, int]  # sample format, layout name, sample rate, channels
 
 
 class _Converter:
-    """Turn decoded frames into 16 kHz mono sample arrays (float32 or int16)."""
+    """Turn decoded frames into 16 kHz mono sample arrays (float32, or int16 to scale).
+
+    Frames are collected in an ``av.AudioFifo`` and converted about a second of input
+    at a time: one resampler call (or one buffer copy) per second instead of one per
+    20-60 ms codec frame, which halves the Python and filter-graph overhead.
+    The arrays returned are views of PyAV frames (kept alive by the views).
+    """
 
     def __init__(self, label: str, stats: _Stats) -> None:
         self._label = label
         self._stats = stats
-        self._key: tuple[str, str, int, int] | None = None
-        self._last_good: tuple[str, str, int, int] | None = None
+        self._key: Key | None = None
+        self._last_good: Key | None = None
         self._resampler: av.audio.resampler.AudioResampler | None = None
         self._fifo: av.audio.fifo.AudioFifo | None = None
         self._group = 0
         self._validated = False
         self._direct_dtype: type[np.generic] = np.float32
 
-    def _configure(self, key: tuple[str, str, int, int]) -> Iterator[np.ndarray]:
+    def _configure(self, key: Key) -> list[np.ndarray]:
+        import av
+
         fmt, layout, rate, channels = key
         previous = self._last_good
         if previous is not None and previous != key:
@@ -297,13 +315,14 @@ class _Converter:
                 layout,
                 rate,
             )
-        yield from self.flush()  # the old resampler's tail belongs to the output
+        tail = self.flush()  # what the old FIFO and resampler hold belongs to the output
         self._key = key
+        self._fifo = av.AudioFifo()
+        self._group = max(1024, int(rate * _GROUP_SECONDS))
         if rate == SAMPLE_RATE and channels == 1 and fmt in _FLOAT_FORMATS | _S16_FORMATS:
+            # Already 16 kHz mono float/s16: plane 0 holds exactly the samples.
             self._direct_dtype = np.float32 if fmt in _FLOAT_FORMATS else np.int16
         else:
-            import av
-
             self._resampler = av.AudioResampler(
                 format="flt",
                 layout="mono",
@@ -311,72 +330,81 @@ class _Converter:
                 frame_size=_RESAMPLER_FRAME_SIZE,
                 options=_SWR_OPTIONS,
             )
-            self._fifo = av.AudioFifo()
-            self._group = max(1024, int(rate * _GROUP_SECONDS))
             self._validated = False
+        return tail
 
-    def _resample(
-        self, frame: av.audio.frame.AudioFrame | None, key: tuple[str, str, int, int]
-    ) -> list[av.audio.frame.AudioFrame]:
-        assert self._resampler is not None
-        try:
-            return self._resampler.resample(frame)
-        except (ValueError, OSError, RuntimeError) as exc:  # av.error.* included
-            # e.g. a garbled packet the decoder read as 34-channel audio: the graph
-            # cannot be configured. Drop the resampler; the next frame starts anew.
-            self._resampler = None
-            self._fifo = None
-            self._key = None
-            raise _FrameError(
-                f"cannot convert {key[3]}-channel {key[0]} {key[2]} Hz audio: {_ffmpeg_reason(exc)}"
-            ) from None
+    def _fail(self, key: Key, exc: BaseException) -> _FrameError:
+        # e.g. a garbled packet the decoder read as 34-channel audio: the filter graph
+        # cannot be configured. Drop this set-up; the next frame starts anew.
+        self._resampler = self._fifo = None
+        self._key = None
+        return _FrameError(
+            f"cannot convert {key[3]}-channel {key[0]} {key[2]} Hz audio: {_ffmpeg_reason(exc)}"
+        )
 
-    def convert(self, frame: av.audio.frame.AudioFrame) -> Iterator[np.ndarray]:
+    def _convert(
+        self,
+        frame: av.audio.frame.AudioFrame | None,
+        resampler: av.audio.resampler.AudioResampler | None,
+    ) -> list[np.ndarray]:
+        if frame is None:
+            return []
+        if resampler is None:
+            plane = frame.planes[0]
+            return [np.frombuffer(plane, self._direct_dtype, frame.samples)]  # type: ignore[call-overload]
+        return [
+            np.frombuffer(out.planes[0], np.float32, out.samples)  # type: ignore[call-overload]
+            for out in resampler.resample(frame)
+        ]
+
+    def convert(self, frame: av.audio.frame.AudioFrame) -> list[np.ndarray]:
+        """Take one decoded frame; return whatever converted samples are ready."""
         layout = frame.layout
         key = (frame.format.name, layout.name, frame.sample_rate, layout.nb_channels)
-        if key != self._key:
-            yield from self._configure(key)
-        resampler = self._resampler
-        if resampler is None:
-            # Already 16 kHz mono float/s16: plane 0 holds exactly the samples.
-            plane = frame.planes[0]
-            yield np.frombuffer(plane, dtype=self._direct_dtype, count=frame.samples)  # type: ignore[call-overload]
-        else:
-            # Timestamps are not needed (the output is one contiguous stream), and the
-            # FIFO would insist on them being contiguous.
-            frame.pts = None
-            if not self._validated:
+        out = self._configure(key) if key != self._key else []
+        # Timestamps are not needed (the output is one contiguous stream), and the
+        # FIFO would insist on them being contiguous.
+        frame.pts = None
+        try:
+            if self._resampler is not None and not self._validated:
                 # The first frame goes straight in, so that a frame the resampler
                 # cannot handle fails here, counted against that frame.
-                outputs = self._resample(frame, key)
+                out += self._convert(frame, self._resampler)
                 self._validated = True
             else:
-                # Resampling ~1 s of input per call instead of each 20-60 ms codec frame
-                # halves the resampler's cost (per-call filter-graph overhead).
                 fifo = self._fifo
                 assert fifo is not None
                 fifo.write(frame)
-                outputs = self._resample(fifo.read(), key) if fifo.samples >= self._group else []
-            for out in outputs:
-                yield np.frombuffer(out.planes[0], np.float32, out.samples)  # type: ignore[call-overload]
+                if fifo.samples >= self._group:
+                    out += self._convert(fifo.read(), self._resampler)
+        except (ValueError, OSError, RuntimeError) as exc:  # av.error.* included
+            error = self._fail(key, exc)
+            error.ready = out
+            raise error from None
         if self._last_good != key:
             self._last_good = key
             if self._stats.first_frame is None:
                 self._stats.first_frame = key
+        return out
 
-    def flush(self) -> Iterator[np.ndarray]:
-        resampler, fifo = self._resampler, self._fifo
-        self._resampler = self._fifo = None
-        if resampler is not None:
-            try:
-                outputs = []
-                if fifo is not None and fifo.samples:
-                    outputs = resampler.resample(fifo.read())
-                outputs += resampler.resample(None)
-            except (ValueError, OSError, RuntimeError) as exc:
-                raise _FrameError(f"cannot flush the resampler: {_ffmpeg_reason(exc)}") from None
-            for out in outputs:
-                yield np.frombuffer(out.planes[0], np.float32, out.samples)  # type: ignore[call-overload]
+    def flush(self) -> list[np.ndarray]:
+        """Convert what the FIFO holds and drain the resampler; forget the set-up."""
+        out: list[np.ndarray] = []
+        key, fifo, resampler = self._key, self._fifo, self._resampler
+        self._fifo = self._resampler = None
+        if key is None or fifo is None:
+            return out
+        try:
+            if fifo.samples:
+                out += self._convert(fifo.read(), resampler)
+            if resampler is not None:
+                out += [
+                    np.frombuffer(o.planes[0], np.float32, o.samples)  # type: ignore[call-overload]
+                    for o in resampler.resample(None)
+                ]
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise self._fail(key, exc) from None
+        return out
 
 
 # --------------------------------------------------------------------------- opening
@@ -408,7 +436,9 @@ def _open_container(source: Source, label: str) -> av.container.InputContainer:
     if isinstance(source, str | os.PathLike):
         path = os.fsdecode(os.fspath(source))
         _check_path(label, path)
-        target: Any = path
+        # FFmpeg reads "name:rest" as a protocol URL ("concat:", "http:", ...); a local
+        # file whose name has a colon must go through the file protocol explicitly.
+        target: Any = f"file:{path}" if ":" in path else path
     else:
         if not callable(getattr(source, "read", None)):
             raise TypeError(
@@ -589,11 +619,15 @@ class _Decoding:
                 continue
             for frame in frames:
                 try:
-                    yield from converter.convert(frame)
+                    ready = converter.convert(frame)
                 except _FrameError as exc:
                     stats.decode_errors += 1
                     stats.first_error = stats.first_error or str(exc)
                     logger.debug("%s: skipping frame: %s", self.label, exc)
+                    yield from exc.ready
+                    continue
+                if ready:
+                    yield from ready
         try:
             yield from converter.flush()
         except _FrameError as exc:
