@@ -198,7 +198,7 @@ def test_exception_in_callback_is_reraised(test_model: Model, jfk: np.ndarray) -
 
 
 def test_cancel_event_stops_inference_quickly(test_model: Model) -> None:
-    audio = np.random.default_rng(0).normal(0, 0.1, 300 * SR).astype(np.float32)
+    audio = np.random.default_rng(0).normal(0, 0.1, 120 * SR).astype(np.float32)
     cancel = threading.Event()
     timer = threading.Timer(0.5, cancel.set)
     timer.start()
@@ -237,7 +237,7 @@ def test_sigint_raises_keyboard_interrupt_within_a_second(whisper_cpp_dir: Path)
         import numpy as np
         from infomux.engine import Model, TranscribeOptions
         m = Model({str(model)!r})
-        audio = np.random.default_rng(0).normal(0, 0.1, 300 * 16000).astype(np.float32)
+        audio = np.random.default_rng(0).normal(0, 0.1, 120 * 16000).astype(np.float32)
         threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
         t = time.monotonic()
         try:
