@@ -301,6 +301,53 @@ def test_stereo_downmix_is_average() -> None:
     assert energy == pytest.approx((left + right) / 2, rel=0.02)
 
 
+SYNTHETIC_FORMATS = [
+    ("pcm_u8", 8000, 1, "wav"),
+    ("pcm_s16le", 22050, 2, "wav"),
+    ("pcm_s24le", 96000, 2, "wav"),
+    ("pcm_s32le", 192000, 1, "wav"),
+    ("pcm_f32le", 44100, 2, "wav"),
+    ("pcm_f64le", 32000, 1, "wav"),
+    ("pcm_s24le", 48000, 6, "wav"),  # 5.1, six different tones
+    ("flac", 88200, 6, "flac"),
+    ("libopus", 48000, 2, "ogg"),
+]
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize(
+    ("codec", "rate", "channels", "ext"),
+    SYNTHETIC_FORMATS,
+    ids=[f"{c}-{r}-{n}ch" for c, r, n, _ in SYNTHETIC_FORMATS],
+)
+def test_sample_formats_rates_and_layouts(
+    tmp_path: Path, codec: str, rate: int, channels: int, ext: str
+) -> None:
+    """Any rate 8-192 kHz, u8/s16/s24/s32/flt/dbl, mono to 5.1: same as the s16 pipeline."""
+    path = tmp_path / f"tone.{ext}"
+    cmd = [FFMPEG or "ffmpeg", "-nostdin", "-v", "error", "-y"]
+    freqs = [300, 700, 1100, 1500, 1900, 60][:channels]
+    for f in freqs:
+        cmd += ["-f", "lavfi", "-i", f"sine=frequency={f}:sample_rate={rate}:duration=2"]
+    if channels > 1:
+        layout = {2: "stereo", 6: "5.1"}[channels]
+        inputs = "".join(f"[{i}]" for i in range(channels))
+        cmd += ["-filter_complex", f"{inputs}join=inputs={channels}:channel_layout={layout}[a]"]
+        cmd += ["-map", "[a]"]
+    cmd += ["-c:a", codec, str(path)]
+    subprocess.run(cmd, check=True, timeout=60)
+
+    decoded = decode_audio(path)
+    assert decoded.info.sample_rate == rate
+    assert decoded.info.channels == channels
+    assert decoded.info.decoded_duration == pytest.approx(2.0, abs=0.03)
+    ref = _ffmpeg_s16(path)
+    assert abs(ref.size - decoded.samples.size) <= 2
+    snr, _corr = _compare(decoded.samples, ref)
+    assert snr >= 40, snr
+    assert np.abs(decoded.samples).max() <= 1.0
+
+
 def test_silence_and_noise() -> None:
     silence = _decode("silence_10s.wav").samples
     noise = _decode("noise_10s.wav").samples

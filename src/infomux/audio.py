@@ -1,8 +1,8 @@
 """In-process audio decoding: any media file → float32, 16 kHz, mono.
 
 PyAV demuxes only the chosen audio stream's packets (video is never decoded),
-decodes them, and libswresample (through ``av.AudioResampler``) converts every
-frame to packed float32 mono at 16 kHz. The samples are written into one
+decodes them, and libswresample (through ``av.AudioResampler``) converts them
+to packed float32 mono at 16 kHz. The samples are written into one
 preallocated float32 buffer that grows geometrically if the container's
 duration was an underestimate and is trimmed in place at the end, so peak
 memory is about the size of the result plus a small constant.
@@ -20,11 +20,18 @@ Decisions
   replaces (and of faster-whisper's s16 resampler), minus the s16 rounding.
   Without it, float output would get (L + R) / √2: 3 dB louder and able to
   exceed ±1.
-  Frames that already are 16 kHz mono ``flt``/``fltp``/``s16``/``s16p`` skip
-  the resampler: float samples are copied, s16 samples are scaled by 1/32768,
-  bit-identical to what libswresample would produce but without its per-frame
-  overhead. A higher-quality resampler setting (soxr / longer filters) was
-  measured and not adopted; see ``benchmarks/README_audio.md``.
+  Decoded frames are collected in an ``av.AudioFifo`` and converted about a
+  second at a time (bit-identical to frame-by-frame, half the cost). Input that
+  already is 16 kHz mono ``flt``/``fltp``/``s16``/``s16p`` skips the resampler:
+  float samples are copied, s16 samples scaled by 1/32768, bit-identical to
+  what libswresample would produce. A higher-quality resampler setting (longer
+  swr filter; soxr is not in PyAV's FFmpeg) was measured and not adopted: see
+  ``benchmarks/README_audio.md``.
+* **Length.** The output has the decoder's samples, as ``ffmpeg`` gives them,
+  with one exception: for MP4/MOV, whose sample tables give the exact duration,
+  the encoder padding FFmpeg leaves at the end (up to one AAC frame, 59 ms in
+  ``speech_a_video.mp4``) is trimmed, so the decoded duration matches the
+  stream's duration.
 * **Mid-stream changes.** When the sample rate, layout or sample format of the
   decoded frames changes (concatenated ADTS/MP3 streams, some broadcast
   captures), the current resampler is flushed and a new one is created for the
@@ -38,9 +45,12 @@ Decisions
   warning is logged. A file that yields no audio at all raises
   :class:`AudioDecodeError`. When the decoded duration falls well short of the
   duration the container claims (a cut-off file), a warning is logged.
+* **Sources.** A path (``str``/``os.PathLike``; any Unicode; a name with a colon
+  is opened through FFmpeg's ``file:`` protocol, never as a URL) or a binary
+  file-like object (seekable or not).
 * **Errors.** :class:`AudioFileNotFoundError` for a missing path, a directory or
-  anything that is not a regular file; :class:`AudioDecodeError` for
-  everything else. Messages are one line and name the file and the reason.
+  anything that is not a regular file (a FIFO would block); :class:`AudioDecodeError`
+  for everything else. Messages are one line and name the file and the reason.
 
 ``av`` is imported lazily, so ``import infomux.audio`` stays cheap.
 """
