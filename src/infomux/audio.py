@@ -63,7 +63,8 @@ import os
 import stat
 import tempfile
 import wave
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -239,7 +240,7 @@ class _Chunker:
 
     def __init__(self, chunk_size: int) -> None:
         self.chunk_size = chunk_size
-        self.ready: list[np.ndarray] = []
+        self.ready: deque[np.ndarray] = deque()
         self._current = np.empty(chunk_size, dtype=np.float32)
         self._fill = 0
 
@@ -557,7 +558,7 @@ class _Decoding:
     def close(self) -> None:
         self.container.close()
 
-    def samples(self) -> Iterator[np.ndarray]:
+    def samples(self) -> Generator[np.ndarray, None, None]:
         """Yield 16 kHz mono arrays (float32, or int16 to be scaled by 1/32768)."""
         arrays = self._decoded()
         if self.padding_limit is not None:
@@ -703,16 +704,17 @@ class _Decoding:
         )
 
 
-def _run(decoding: _Decoding, sink: Callable[[np.ndarray], None]) -> None:
+def _checked(decoding: _Decoding) -> Generator[np.ndarray, None, None]:
+    """``decoding.samples()`` with stray PyAV/OS errors turned into AudioDecodeError."""
+    samples = decoding.samples()
     try:
-        for arr in decoding.samples():
-            sink(arr)
+        yield from samples
     except AudioDecodeError:
-        raise
-    except MemoryError:
         raise
     except (ValueError, OSError, RuntimeError, EOFError) as exc:  # av.error.* included
         raise _error(decoding.label, _ffmpeg_reason(exc)) from None
+    finally:
+        samples.close()  # before the container is closed, also on an early exit
 
 
 # --------------------------------------------------------------------------- public API
@@ -737,7 +739,8 @@ def decode_audio(source: Source, *, stream: int | None = None) -> DecodedAudio:
         seconds = min(seconds, _MAX_INITIAL_SECONDS)
         capacity = int(seconds * SAMPLE_RATE * (1 + _CAPACITY_MARGIN)) + SAMPLE_RATE
         buffer = _GrowableBuffer(capacity)
-        _run(decoding, buffer.append)
+        for arr in _checked(decoding):
+            buffer.append(arr)
         info = decoding.finish()
     finally:
         decoding.close()
@@ -764,33 +767,20 @@ def iter_audio_chunks(
         raise ValueError(f"chunk_seconds must be positive, got {chunk_seconds!r}")
     chunk_size = max(1, round(chunk_seconds * SAMPLE_RATE))
     decoding = _Decoding(source, stream)
+    arrays = _checked(decoding)
     try:
         chunker = _Chunker(chunk_size)
-        samples = decoding.samples()
-        while True:
-            try:
-                _run_some(decoding, samples, chunker)
-            except StopIteration:
-                break
+        for arr in arrays:
+            chunker.append(arr)
             while chunker.ready:
-                yield chunker.ready.pop(0)
+                yield chunker.ready.popleft()
         decoding.finish()
         last = chunker.tail()
         if last is not None:
             yield last
     finally:
+        arrays.close()
         decoding.close()
-
-
-def _run_some(decoding: _Decoding, samples: Iterator[np.ndarray], chunker: _Chunker) -> None:
-    """Feed the chunker until at least one chunk is ready; StopIteration at the end."""
-    try:
-        while not chunker.ready:
-            chunker.append(next(samples))
-    except (StopIteration, AudioDecodeError, MemoryError):
-        raise
-    except (ValueError, OSError, RuntimeError, EOFError) as exc:
-        raise _error(decoding.label, _ffmpeg_reason(exc)) from None
 
 
 def write_wav(
