@@ -17,8 +17,12 @@ from typing import Any
 
 import pytest
 
+import infomux
+
 REPO = Path(__file__).resolve().parents[1]
-SRC = REPO / "src"
+# Subprocesses (python -m infomux) must import the same infomux as the tests: the
+# installed package in CI, the source tree (with the in-place built extension) in dev.
+SRC = Path(infomux.__file__).resolve().parent.parent
 
 
 def media_path() -> Path:
@@ -34,9 +38,9 @@ def hermetic_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("INFOMUX_DATA_DIR", str(data))
     monkeypatch.setenv("INFOMUX_CONFIG", str(tmp_path / "no-config.toml"))
     monkeypatch.delenv("INFOMUX_WHISPER_MODEL", raising=False)
-    # subprocesses (python -m infomux) find the package in the source tree
+    # subprocesses (python -m infomux) find the package the tests import
     path = os.environ.get("PYTHONPATH", "")
-    if str(SRC) not in path.split(os.pathsep):
+    if SRC == REPO / "src" and str(SRC) not in path.split(os.pathsep):
         monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(SRC), path) if p))
     return data
 

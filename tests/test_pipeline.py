@@ -405,3 +405,47 @@ def test_close_resources() -> None:
     resources = {"a": Res(), "b": Bad(), "c": 3}
     pipeline.close_resources(resources)
     assert closed == [1] and resources == {}
+
+
+def test_interrupt_while_saving_is_recorded(
+    toy_steps: dict[str, Any], media: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal landing inside a job.json save still ends as 'interrupted'."""
+    job, run_dir = new_run(media)
+    real_save = storage.save_job
+    calls = {"n": 0}
+
+    def flaky_save(job: JobEnvelope, run_dir: Path) -> None:
+        real_save(job, run_dir)
+        calls["n"] += 1
+        if calls["n"] == 1:  # after the step-start save reached the disk
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(storage, "save_job", flaky_save)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.execute(job, run_dir)
+    data = assert_valid(run_dir)
+    assert data["status"] == "interrupted"
+    assert data["steps"][0]["status"] == "interrupted"
+    assert toy_steps["toy_read"] == 0
+
+
+def test_job_json_saves_are_batched(
+    toy_steps: dict[str, Any], media: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One fsync'd save per step start plus one at the end (each save costs an fsync)."""
+    job, run_dir = new_run(media)
+    real_save = storage.save_job
+    seen: list[list[str]] = []
+
+    def counting_save(job: JobEnvelope, run_dir: Path) -> None:
+        seen.append([f"{job.status}"] + [f"{s.name}={s.status}" for s in job.steps])
+        real_save(job, run_dir)
+
+    monkeypatch.setattr(storage, "save_job", counting_save)
+    pipeline.execute(job, run_dir)
+    assert seen == [
+        ["running", "toy_read=running", "toy_upper=pending"],
+        ["running", "toy_read=completed", "toy_upper=running"],
+        ["completed", "toy_read=completed", "toy_upper=completed"],
+    ]

@@ -182,6 +182,23 @@ def _finish(record: StepRecord, status: StepStatus, started: float, error: str |
     record.error = error
 
 
+def _record_stop(
+    job: JobEnvelope,
+    record: StepRecord | None,
+    step_status: StepStatus,
+    job_status: JobStatus,
+    started: float,
+    message: str,
+) -> None:
+    """Record a failed or interrupted step (if one was running) and the job's status."""
+    if record is not None and record.status == StepStatus.RUNNING:
+        _finish(record, step_status, started, message)
+        job.error = f"{record.name}: {message}"
+    else:
+        job.error = message
+    job.status = job_status
+
+
 def execute(
     job: JobEnvelope,
     run_dir: Path,
@@ -193,8 +210,11 @@ def execute(
     """Run every step of ``job`` that is not done yet, recording each state change.
 
     Completed steps whose outputs still exist are skipped. ``job.json`` is saved
-    when the run starts, when each step starts and ends, and when the run ends.
-    The caller should hold :class:`storage.RunLock` on ``run_dir``.
+    before each step starts (recording the run as running, the step as running
+    and the previous step's completion in one write), when a step fails or is
+    interrupted, and when the run ends. Each save is an fsync, so transitions
+    that happen at the same moment share one. The caller should hold
+    :class:`storage.RunLock` on ``run_dir``.
 
     Raises:
         StepError: a step failed (job and step are recorded as ``failed``).
@@ -222,52 +242,48 @@ def execute(
     job.status = JobStatus.RUNNING
     job.error = None
     job.host = host_info()
-    save()
-    for record, spec in zip(job.steps, specs, strict=True):
-        if step_is_done(record, run_dir):
-            log.debug("%s: already completed, skipping", record.name)
-            continue
-        record.archive_attempt()
-        record.status = StepStatus.RUNNING
-        record.started_at = utc_now()
-        save()
-        log.debug("%s: started", record.name)
-        started = time.perf_counter()
-        try:
+    record: StepRecord | None = None  # the step being worked on
+    started = time.perf_counter()
+    try:
+        for record, spec in zip(job.steps, specs, strict=True):
+            if step_is_done(record, run_dir):
+                log.debug("%s: already completed, skipping", record.name)
+                continue
+            record.archive_attempt()
+            record.status = StepStatus.RUNNING
+            record.started_at = utc_now()
+            started = time.perf_counter()
+            save()
+            log.debug("%s: started", record.name)
             result = spec.factory().run(ctx)
             outputs = _check_outputs(record.name, list(result.outputs), run_dir)
-        except (KeyboardInterrupt, TranscriptionCancelled) as exc:
-            what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"cancelled: {exc}"
-            _finish(record, StepStatus.INTERRUPTED, started, what)
-            job.status = JobStatus.INTERRUPTED
-            job.error = f"{record.name}: {what}"
-            save()
-            raise
-        except InfomuxError as exc:
-            message = exc.message if isinstance(exc, StepError) else str(exc)
-            _finish(record, StepStatus.FAILED, started, message)
-            job.status = JobStatus.FAILED
-            job.error = f"{record.name}: {message}"
-            save()
-            if isinstance(exc, StepError) and exc.step_name == record.name:
-                raise
-            raise StepError(record.name, message) from exc
-        except Exception as exc:
-            message = f"internal error: {type(exc).__name__}: {exc}"
-            _finish(record, StepStatus.FAILED, started, message)
-            job.status = JobStatus.FAILED
-            job.error = f"{record.name}: {message}"
-            save()
-            raise
-        _finish(record, StepStatus.COMPLETED, started, None)
-        record.outputs = outputs
-        record.metadata = dict(result.metadata)
-        job.add_artifacts(outputs)
+            _finish(record, StepStatus.COMPLETED, started, None)
+            record.outputs = outputs
+            record.metadata = dict(result.metadata)
+            job.add_artifacts(outputs)
+            log.debug("%s: completed in %.2f s", record.name, record.duration_seconds or 0.0)
+        record = None
+        job.status = JobStatus.COMPLETED
+        job.error = None
         save()
-        log.debug("%s: completed in %.2f s", record.name, record.duration_seconds or 0.0)
-    job.status = JobStatus.COMPLETED
-    job.error = None
-    save()
+    except (KeyboardInterrupt, TranscriptionCancelled) as exc:
+        # also covers a signal that lands while job.json is being saved
+        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"cancelled: {exc}"
+        _record_stop(job, record, StepStatus.INTERRUPTED, JobStatus.INTERRUPTED, started, what)
+        save()
+        raise
+    except InfomuxError as exc:
+        message = exc.message if isinstance(exc, StepError) else str(exc)
+        _record_stop(job, record, StepStatus.FAILED, JobStatus.FAILED, started, message)
+        save()
+        if record is None or (isinstance(exc, StepError) and exc.step_name == record.name):
+            raise
+        raise StepError(record.name, message) from exc
+    except Exception as exc:
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        _record_stop(job, record, StepStatus.FAILED, JobStatus.FAILED, started, message)
+        save()
+        raise
     return job
 
 
