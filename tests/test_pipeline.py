@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,12 @@ def toy_steps() -> Iterator[dict[str, Any]]:
     @register_step("toy_upper", requires=("toy_read",))
     class ToyUpper:
         """Upper-case read.txt into upper.txt."""
+
+        def prepare(self, ctx: StepContext) -> None:
+            calls.setdefault("prepared_in", []).append(threading.current_thread().name)
+            if ctx.options.get("break", {}).get("toy_upper_prepare") == "fail":
+                raise InfomuxError("toy prepare failure")
+            ctx.resources["prepared"] = True
 
         def run(self, ctx: StepContext) -> StepResult:
             calls["toy_upper"] += 1
@@ -198,6 +205,28 @@ def test_successful_run_is_recorded(toy_steps: dict[str, Any], media: Path) -> N
     # job.json said "running" while the step ran
     assert toy_steps["seen_running"] == [("running", "running")]
     assert data["host"]["pid"] == os.getpid()
+    # toy_upper.prepare() ran in the background, before toy_upper ran
+    assert toy_steps["prepared_in"][0].startswith("infomux-prepare")
+    assert resources["prepared"] is True
+
+
+def test_prepare_failure_is_the_steps_failure(toy_steps: dict[str, Any], media: Path) -> None:
+    job, run_dir = new_run(media, **{"break": {"toy_upper_prepare": "fail"}})
+    with pytest.raises(StepError, match="toy prepare failure"):
+        pipeline.execute(job, run_dir)
+    data = assert_valid(run_dir)
+    assert data["steps"][0]["status"] == "completed"
+    assert data["steps"][1]["status"] == "failed"
+    assert data["steps"][1]["error"] == "toy prepare failure"
+    assert toy_steps["toy_upper"] == 0  # run() never called
+
+
+def test_prepare_is_not_used_for_the_first_step(toy_steps: dict[str, Any], media: Path) -> None:
+    job, run_dir = failed_run(media, "toy_upper")
+    toy_steps.pop("prepared_in")
+    pipeline.prepare_resume(job, run_dir, overrides={"break": {}})
+    pipeline.execute(job, run_dir)
+    assert "prepared_in" not in toy_steps  # toy_upper ran first: no background prepare
 
 
 def test_resources_are_shared_across_runs(toy_steps: dict[str, Any], media: Path) -> None:

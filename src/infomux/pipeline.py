@@ -20,6 +20,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,22 @@ def _finish(record: StepRecord, status: StepStatus, started: float, error: str |
     record.error = error
 
 
+def _start_preparations(
+    job: JobEnvelope, run_dir: Path, steps: dict[str, Any], ctx: StepContext
+) -> tuple[ThreadPoolExecutor | None, dict[str, Future[None]]]:
+    """Start ``prepare(ctx)`` of every step to run after the first, in one background thread."""
+    todo = [r.name for r in job.steps if not step_is_done(r, run_dir)]
+    executor: ThreadPoolExecutor | None = None
+    prepared: dict[str, Future[None]] = {}
+    for name in todo[1:]:
+        prepare = getattr(steps[name], "prepare", None)
+        if callable(prepare):
+            if executor is None:
+                executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infomux-prepare")
+            prepared[name] = executor.submit(prepare, ctx)
+    return executor, prepared
+
+
 def _record_stop(
     job: JobEnvelope,
     record: StepRecord | None,
@@ -244,8 +261,10 @@ def execute(
     job.host = host_info()
     record: StepRecord | None = None  # the step being worked on
     started = time.perf_counter()
+    steps = {spec.name: spec.factory() for spec in specs}
+    executor, prepared = _start_preparations(job, run_dir, steps, ctx)
     try:
-        for record, spec in zip(job.steps, specs, strict=True):
+        for record in job.steps:
             if step_is_done(record, run_dir):
                 log.debug("%s: already completed, skipping", record.name)
                 continue
@@ -255,7 +274,9 @@ def execute(
             started = time.perf_counter()
             save()
             log.debug("%s: started", record.name)
-            result = spec.factory().run(ctx)
+            if record.name in prepared:
+                prepared.pop(record.name).result()  # raises what prepare() raised
+            result = steps[record.name].run(ctx)
             outputs = _check_outputs(record.name, list(result.outputs), run_dir)
             _finish(record, StepStatus.COMPLETED, started, None)
             record.outputs = outputs
@@ -284,6 +305,9 @@ def execute(
         _record_stop(job, record, StepStatus.FAILED, JobStatus.FAILED, started, message)
         save()
         raise
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
     return job
 
 

@@ -46,12 +46,14 @@ class RunLockedError(InfomuxError):
 # --------------------------------------------------------------------------- files
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, sync_dir: bool = True) -> None:
     """Write ``data`` to ``path`` atomically and durably.
 
     The data goes to a temp file in the same directory, which is fsynced and
     renamed over ``path``; then the directory is fsynced so the rename survives
-    a crash. On any error the temp file is removed and ``path`` is untouched.
+    a crash (``sync_dir=False`` leaves that to the caller, who may write several
+    files and call :func:`fsync_dir` once). On any error the temp file is
+    removed and ``path`` is untouched.
     """
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -66,12 +68,13 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
-    fsync_dir(path.parent)
+    if sync_dir:
+        fsync_dir(path.parent)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, sync_dir: bool = True) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"), sync_dir=sync_dir)
 
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:

@@ -70,7 +70,14 @@ class StepResult:
 
 
 class Step(Protocol):
-    """The interface of a step class's instances."""
+    """The interface of a step class's instances.
+
+    A step may also define ``prepare(self, ctx) -> None``: input-independent set-up
+    (loading a model, say) that the pipeline starts in a background thread while the
+    earlier steps run. It may only touch ``ctx.resources`` and ``ctx.data`` (not
+    ``ctx.job``); whatever it raises is raised again when the step runs, and is
+    recorded as the step's failure.
+    """
 
     def run(self, ctx: StepContext) -> StepResult:
         """Do the work; raise StepError (or another InfomuxError) on failure."""

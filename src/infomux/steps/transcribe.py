@@ -13,6 +13,7 @@ from infomux.steps import StepContext, StepResult, register_step
 log = logging.getLogger("infomux.steps.transcribe")
 
 AUDIO_FILE = "audio.wav"
+_LOAD_SECONDS = "transcribe.model_load_seconds"
 TRANSCRIPT_STEM = "transcript"
 
 
@@ -74,6 +75,12 @@ def _loaded_model(path: str, resources: dict[str, Any]) -> tuple[Any, float]:
 class Transcribe:
     """Transcribe audio.wav with whisper.cpp (transcript.txt/.srt/.vtt/.json)."""
 
+    def prepare(self, ctx: StepContext) -> None:
+        """Resolve and load the model while the audio is being decoded."""
+        ref = _model_ref(ctx.options.get("model"), ctx.resources)
+        _, load_seconds = _loaded_model(str(ref.path), ctx.resources)
+        ctx.data[_LOAD_SECONDS] = load_seconds
+
     def run(self, ctx: StepContext) -> StepResult:
         """Transcribe the audio handed over by extract_audio (or audio.wav on resume)."""
         from infomux import engine, writers
@@ -86,6 +93,7 @@ class Transcribe:
         ref = _model_ref(ctx.options.get("model"), ctx.resources)
         ctx.job.model = ref.to_dict()
         model, load_seconds = _loaded_model(str(ref.path), ctx.resources)
+        load_seconds = ctx.data.pop(_LOAD_SECONDS, load_seconds)
 
         samples = ctx.data.get("audio")
         if samples is None:
@@ -103,8 +111,10 @@ class Transcribe:
         outputs = []
         for fmt in formats:
             name = f"{TRANSCRIPT_STEM}.{fmt}"
-            storage.atomic_write_text(ctx.run_dir / name, writers.WRITERS[fmt](transcript))
+            text = writers.WRITERS[fmt](transcript)
+            storage.atomic_write_text(ctx.run_dir / name, text, sync_dir=False)
             outputs.append(name)
+        storage.fsync_dir(ctx.run_dir)  # one directory sync for all the renames
         duration = float(transcript.duration)
         log.info(
             "transcribe: %d segments, language %s, %.2f s (%.1fx real time)",
