@@ -70,8 +70,15 @@ void on_progress(whisper_context*, whisper_state*, int progress, void* user_data
     if (!data->hooks->aborted()) data->hooks->report_progress(progress);
 }
 
+// whisper.cpp 1.8.5 polls the abort callback after each encoder pass and each decoder
+// call (not per graph node on the scheduler path); the encoder-begin callback also
+// stops it before a new 30 s window is encoded.
 bool on_abort_poll(void* user_data) {
     return static_cast<CallbackData*>(user_data)->hooks->poll_abort();
+}
+
+bool on_encoder_begin(whisper_context*, whisper_state*, void* user_data) {
+    return !static_cast<CallbackData*>(user_data)->hooks->poll_abort();
 }
 
 whisper_full_params make_full_params(const DecodeParams& p, const std::string& language,
@@ -109,6 +116,8 @@ whisper_full_params make_full_params(const DecodeParams& p, const std::string& l
     fp.new_segment_callback_user_data = cb;
     fp.progress_callback = on_progress;
     fp.progress_callback_user_data = cb;
+    fp.encoder_begin_callback = on_encoder_begin;
+    fp.encoder_begin_callback_user_data = cb;
     fp.abort_callback = on_abort_poll;
     fp.abort_callback_user_data = cb;
     fp.vad = p.vad;
