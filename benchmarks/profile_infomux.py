@@ -119,10 +119,14 @@ def child(file: str, model: str, threads: int) -> dict[str, Any]:
     options = engine.TranscribeOptions(language="en", n_threads=threads)
     transcript = mdl.transcribe(samples, options)
     lap("Model.transcribe")
+    first_timings = dict(transcript.timings)
+    second_timings = dict(mdl.transcribe(samples, options).timings)
+    lap("(Model.transcribe again, same buffer: no first-call cost)")
 
     for fmt, writer in writers.WRITERS.items():
         (tmp / f"transcript.{fmt}").write_text(writer(transcript))
     lap("write txt/srt/vtt/json")
+    second = phases.pop("(Model.transcribe again, same buffer: no first-call cost)")
     mdl.close()
 
     n_tokens = sum(len(s.tokens) for s in transcript.segments)
@@ -140,7 +144,9 @@ def child(file: str, model: str, threads: int) -> dict[str, Any]:
         "samples_mb": samples.nbytes / 2**20,
         "samples_dtype": str(samples.dtype),
         "samples_contiguous": bool(samples.flags.c_contiguous),
-        "engine_timings": dict(transcript.timings),
+        "engine_timings": first_timings,
+        "engine_timings_second_call": second_timings,
+        "transcribe_second_call_s": second,
         "segments": len(transcript.segments),
         "tokens": n_tokens,
         "text_tokens": n_text_tokens,
@@ -313,13 +319,16 @@ def whisper_cli_counts(cli: Path, file: Path, model: str, threads: int, work: Pa
     }
 
 
-def profile_file(args: argparse.Namespace, file: Path, env: dict[str, str]) -> dict[str, Any]:
-    """Everything for one file."""
+def profile_file(
+    args: argparse.Namespace, file: Path, env: dict[str, str], warmup: bool
+) -> dict[str, Any]:
+    """Everything for one file (after an untimed warm-up run if ``warmup``)."""
     work = CACHE_DIR / "profile" / file.name
     work.mkdir(parents=True, exist_ok=True)
     wait_for_quiet(args.quiet_wait, 0.2)
     children = []
-    for i in range(args.runs + 1):  # first one is a warm-up
+    first = 0 if warmup else 1
+    for i in range(first, args.runs + 1):  # run 0 is the warm-up
         argv = [args.infomux_python, __file__, "--child", str(file), "--model", args.model]
         argv += ["--threads", str(args.threads)]
         wait_for_quiet(args.quiet_wait, 0.2)
@@ -445,6 +454,13 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{mem.get('peak_mb', 0):.0f} |"
             )
         lines.append(f"| **sum** (+ interpreter start-up, see above) | {total:.3f} | | | |")
+        lines += [
+            "",
+            f"A second `Model.transcribe` of the same buffer in the same process takes "
+            f"{ph['transcribe_second_call_s']:.2f} s (first call "
+            f"{ph['phases']['Model.transcribe']:.2f} s): the difference is a first-call cost "
+            "that every fresh process (whisper-cli, `infomux run` on one file) pays once.",
+        ]
         e = p["e2e"]
         steps = e["steps"]
         ea, tr = steps.get("extract_audio", {}), steps.get("transcribe", {})
@@ -563,7 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     for file in args.files:
         print(f"profiling {file} ({audio_duration(file):.0f} s) ...", file=sys.stderr)
-        prof = profile_file(args, file, env)
+        prof = profile_file(args, file, env, warmup=file == args.files[0])
         prof["breakdown"] = breakdown(prof, peak)
         report["files"].append(prof)
     args.out.mkdir(parents=True, exist_ok=True)
