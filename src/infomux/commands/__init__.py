@@ -172,7 +172,12 @@ class ProgressReporter:
     def __call__(self, step: str, percent: int) -> None:
         if not self.enabled:
             return
-        percent = max(0, min(100, int(percent)))
+        try:
+            self._report(step, max(0, min(100, int(percent))))
+        except (OSError, ValueError):  # stderr closed or broken: never fail the run for it
+            self.enabled = False
+
+    def _report(self, step: str, percent: int) -> None:
         with self._lock:
             if step != self._step or percent < self._last:
                 self._end_bar()
@@ -194,9 +199,12 @@ class ProgressReporter:
 
     def _end_bar(self) -> None:
         if self._bar_open:
-            self.stream.write("\n")
-            self.stream.flush()
             self._bar_open = False
+            try:
+                self.stream.write("\n")
+                self.stream.flush()
+            except (OSError, ValueError):
+                self.enabled = False
 
     def close(self) -> None:
         """End an unfinished bar line and forget the current step."""

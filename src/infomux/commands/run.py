@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from infomux.commands import (
     ProgressReporter,
     UsageError,
     add_transcribe_options,
+    one_line,
     print_line,
     report_error,
     verbosity,
@@ -53,7 +55,7 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
     except ValueError as exc:
         from infomux.errors import InfomuxError
 
-        raise InfomuxError(str(exc)) from None
+        raise InfomuxError(str(exc)) from None  # a broken config file is a failure, exit 1
     language = args.language if args.language is not None else cfg.language
     return {
         "model": config.model_spec(args.model, cfg),
@@ -69,7 +71,6 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """Run the pipeline on every input; 0 if all succeeded, 1 otherwise."""
     from infomux import pipeline, storage
-    from infomux.errors import InfomuxError
 
     name = args.pipeline or pipeline.DEFAULT_PIPELINE
     try:
@@ -99,13 +100,11 @@ def run(args: argparse.Namespace) -> int:
                 progress.close()
                 log.warning("interrupted; to finish it: infomux resume %s", job.id)
                 raise
-            except Exception as exc:
+            except Exception as exc:  # recorded in job.json; go on with the next input
                 progress.close()
                 report_error(exc, verbose=verbose)
                 log.info("run kept in %s; to retry: infomux resume %s", run_dir, job.id)
                 failures += 1
-                if not isinstance(exc, InfomuxError):
-                    log.debug("unexpected error", exc_info=False)
                 continue
             progress.close()
             print_line(str(run_dir))
@@ -116,8 +115,4 @@ def run(args: argparse.Namespace) -> int:
 
 def print_error_line(message: str) -> None:
     """Print ``Error: message`` on stderr."""
-    import sys
-
-    from infomux.commands import one_line
-
     print(f"Error: {one_line(message)}", file=sys.stderr, flush=True)

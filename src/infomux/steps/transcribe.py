@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -14,6 +15,8 @@ log = logging.getLogger("infomux.steps.transcribe")
 
 AUDIO_FILE = "audio.wav"
 _LOAD_SECONDS = "transcribe.model_load_seconds"
+# prepare() of one input may still be loading while the next input's starts
+_RESOURCE_LOCK = threading.Lock()
 TRANSCRIPT_STEM = "transcript"
 
 
@@ -53,9 +56,10 @@ def _model_ref(spec: str | None, resources: dict[str, Any]) -> Any:
     from infomux import models
 
     key = f"model_ref:{spec}"
-    if key not in resources:
-        resources[key] = models.resolve_model(spec)
-    return resources[key]
+    with _RESOURCE_LOCK:
+        if key not in resources:
+            resources[key] = models.resolve_model(spec)
+        return resources[key]
 
 
 def _loaded_model(path: str, resources: dict[str, Any]) -> tuple[Any, float]:
@@ -63,12 +67,13 @@ def _loaded_model(path: str, resources: dict[str, Any]) -> tuple[Any, float]:
     from infomux import engine
 
     key = f"model:{path}"
-    if key in resources:
-        return resources[key], 0.0
-    started = time.perf_counter()
-    model = engine.Model(path)
-    resources[key] = model
-    return model, time.perf_counter() - started
+    with _RESOURCE_LOCK:
+        if key in resources:
+            return resources[key], 0.0
+        started = time.perf_counter()
+        model = engine.Model(path)
+        resources[key] = model
+        return model, time.perf_counter() - started
 
 
 @register_step("transcribe", requires=("extract_audio",))
