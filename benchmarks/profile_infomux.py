@@ -199,7 +199,9 @@ def tiny_flops(h: dict[str, int], tokens_per_window: float, prompt_per_window: f
         )
         + 2 * dt * vocab  # logits
     )
-    decoder = per_token * (tokens_per_window + prompt_per_window)
+    logits = 2 * dt * vocab
+    # prompt tokens go through the decoder in one batch; only the last one needs logits
+    decoder = per_token * tokens_per_window + (per_token - logits) * prompt_per_window
     return {
         "encoder": encoder,
         "encoder_detail": {
@@ -382,8 +384,10 @@ def breakdown(p: dict[str, Any], peak: dict[str, Any]) -> dict[str, Any]:
     transcribe_s = ph["phases"]["Model.transcribe"]
     accounted = sum(s["total_s"] or 0.0 for s in stages.values())
     tokens_per_window = ph["tokens"] / n_windows
-    prompt_calls = runs.get("prompt") or 0
-    flops = tiny_flops(ph["header"], tokens_per_window, 0.0)
+    # whisper.cpp counts prompt *tokens* (batches of >= 16 go to "prompt"): the previous
+    # window's text fed to the decoder again at the start of each window
+    prompt_tokens = runs.get("prompt") or 0
+    flops = tiny_flops(ph["header"], tokens_per_window, prompt_tokens / n_windows)
     total_flops = flops["total"] * n_windows
     floor_s = total_flops / (peak["peak_gflops"] * 1e9) if peak["peak_gflops"] else None
     encode_total = stages["encode"]["total_s"]
@@ -391,7 +395,7 @@ def breakdown(p: dict[str, Any], peak: dict[str, Any]) -> dict[str, Any]:
         "n_windows": n_windows,
         "tokens": ph["tokens"],
         "tokens_per_window": tokens_per_window,
-        "prompt_calls": prompt_calls,
+        "prompt_tokens": prompt_tokens,
         "stages": stages,
         "transcribe_s": transcribe_s,
         "unaccounted_in_transcribe_s (mel, language, glue)": transcribe_s - accounted,
@@ -456,10 +460,12 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| **sum** (+ interpreter start-up, see above) | {total:.3f} | | | |")
         lines += [
             "",
-            f"A second `Model.transcribe` of the same buffer in the same process takes "
+            "A second `Model.transcribe` of the same buffer on the same `Model` takes "
             f"{ph['transcribe_second_call_s']:.2f} s (first call "
-            f"{ph['phases']['Model.transcribe']:.2f} s): the difference is a first-call cost "
-            "that every fresh process (whisper-cli, `infomux run` on one file) pays once.",
+            f"{ph['phases']['Model.transcribe']:.2f} s). This is not a warm-up: whisper.cpp "
+            "keeps the previous call's text in its state as the decoder prompt "
+            "(`prompt_past`, cleared only with `no_context`), so the second call decodes "
+            "differently (with `no_context=True` both calls take the same time).",
         ]
         e = p["e2e"]
         steps = e["steps"]
@@ -503,7 +509,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"projections {f['encoder_detail']['attention_projections'] / 1e9:.1f}, "
             f"1500×1500 attention {f['encoder_detail']['attention_1500x1500'] / 1e9:.1f}, "
             f"MLP {f['encoder_detail']['mlp'] / 1e9:.1f}; cross-attention K/V "
-            f"{f['cross_kv'] / 1e9:.1f}; decoder {b['tokens_per_window']:.0f} tokens × "
+            f"{f['cross_kv'] / 1e9:.1f}; decoder ({b['tokens_per_window']:.0f} tokens + "
+            f"{b['prompt_tokens'] / b['n_windows']:.0f} prompt tokens without logits) × "
             f"{f['decoder_per_token'] / 1e6:.0f} MFLOP = {f['decoder'] / 1e9:.1f}) = "
             f"{b['flops_total'] / 1e9:.0f} GFLOP → **{b['floor_s']:.2f} s, RTF floor "
             f"{b['floor_rtf']:.4f}** vs measured RTF {b['measured_rtf (transcribe)']:.4f} "
@@ -535,7 +542,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quiet-wait", type=float, default=None)
     p.add_argument("--autogroup-nice", type=int, default=None, metavar="N")
     p.add_argument("--out", type=Path, default=BENCH_DIR / "results")
+    p.add_argument("--from-json", type=Path, help="re-derive and re-render a saved profile")
     args = p.parse_args(argv)
+    if args.from_json:
+        report = json.loads(args.from_json.read_text())
+        for prof in report["files"]:
+            prof["breakdown"] = breakdown(prof, report["peak"])
+        (args.out / "profile_infomux.json").write_text(json.dumps(report, indent=2) + "\n")
+        md = markdown(report)
+        (args.out / "profile_infomux.md").write_text(md)
+        print(md)
+        return 0
     if args.child:
         print(json.dumps(child(args.child, args.model, args.threads), default=str))
         return 0
