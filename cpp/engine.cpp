@@ -87,11 +87,15 @@ whisper_full_params make_full_params(const DecodeParams& p, const std::string& l
     whisper_full_params fp =
         whisper_full_default_params(beam ? WHISPER_SAMPLING_BEAM_SEARCH : WHISPER_SAMPLING_GREEDY);
     fp.n_threads = std::max(1, p.n_threads);
-    fp.n_max_text_ctx = p.max_text_ctx;
+    // In whisper.cpp 1.8.5 `no_context` only clears the text left in the state by the
+    // *previous call*; within a call each window is still prompted with the text before
+    // it. Calls must be independent (one Model serves many files), so it is always set,
+    // and our own no_context option turns the rolling prompt off with n_max_text_ctx=0.
+    fp.n_max_text_ctx = p.no_context ? 0 : p.max_text_ctx;
     fp.offset_ms = 0;
     fp.duration_ms = 0;
     fp.translate = p.translate;
-    fp.no_context = p.no_context;
+    fp.no_context = true;
     // Timestamps stay on even for plain text: without them whisper.cpp's
     // long-form decoding degrades badly (repetition).
     fp.no_timestamps = false;

@@ -394,3 +394,18 @@ def test_vad_skips_silence_and_keeps_original_times(
     assert wer(JFK, transcript.text) <= 0.1
     assert transcript.segments[0].start >= 7.0  # mapped back to the original timeline
     assert transcript.segments[-1].end <= 8.0 + 11.5
+
+
+@pytest.mark.model
+def test_calls_are_independent(loaded_model: Model, media_dir: Path) -> None:
+    """A file's transcript must not depend on what the model transcribed before it
+    (whisper.cpp keeps the last window's text in its state between calls)."""
+    from infomux.audio import load_audio
+
+    speech = load_audio(media_dir / "speech_a.wav")
+    other = load_audio(media_dir / "speech_c_8k_mulaw.wav")
+    opts = TranscribeOptions(n_threads=2)
+    first = loaded_model.transcribe(speech, opts)
+    loaded_model.transcribe(other, opts)
+    again = loaded_model.transcribe(speech, opts)
+    assert again.segments == first.segments

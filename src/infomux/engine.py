@@ -262,7 +262,8 @@ def as_float32_audio(audio: Any) -> np.ndarray:
     if array.ndim != 1:
         raise ValueError(f"audio must be 1-D mono samples, got shape {array.shape}")
     array = np.ascontiguousarray(array, dtype=np.float32)
-    if array.size and not np.isfinite(array).all():
+    # One pass without a temporary array: a NaN or inf anywhere makes the sum non-finite.
+    if array.size and not np.isfinite(np.sum(array, dtype=np.float64)):
         raise ValueError("audio contains NaN or infinite samples")
     return array
 
