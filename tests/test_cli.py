@@ -648,7 +648,7 @@ def test_sigint_during_transcription_then_resume(
     assert data["status"] == "interrupted"
     assert data["steps"][0]["status"] == "completed"
     assert data["steps"][1]["status"] == "interrupted"
-    proc2 = infomux("resume", "-q", run_dir.name, timeout=600)
+    proc2 = infomux("resume", "-q", "--threads", "2", run_dir.name, timeout=900)
     assert proc2.returncode == 0, proc2.stderr
     after = load_job(run_dir)
     assert after["status"] == "completed"
