@@ -42,4 +42,4 @@ so=$(ls "$BUILD"/_whisper*.so)
 echo "built $so ($(du -h "$so" | cut -f1)) in $(( $(date +%s) - start )) s with nvcc $(nvcc --version | grep -o 'release [0-9.]*')"
 echo "CUDA libraries it links:"
 ldd "$so" | grep -E "cuda|cublas" || { echo "error: no CUDA library linked"; exit 1; }
-nm -D --defined-only "$so" | grep -q PyInit__whisper && echo "exports PyInit__whisper: ok"
+nm -D --defined-only "$so" | grep PyInit__whisper >/dev/null && echo "exports PyInit__whisper: ok"
