@@ -347,27 +347,33 @@ def test_resume_completed_run_is_a_no_op(media_dir: Path) -> None:
     assert (run_dir / "job.json").read_text() == before
 
 
+def run_two_at_once(
+    cmd: list[str], first: Path, second: Path, *, timeout: float
+) -> tuple[tuple[str, str], tuple[str, str]]:
+    """Run ``cmd first`` and ``cmd second`` concurrently; both must exit 0.
+
+    Returns each process's (stdout, stderr).
+    """
+    procs = [
+        subprocess.Popen(
+            [*cmd, str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        for path in (first, second)
+    ]
+    outputs = [proc.communicate(timeout=timeout) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], [err for _, err in outputs]
+    return outputs[0], outputs[1]
+
+
 def test_two_audio_runs_at_once(media_dir: Path, hermetic_env: Path) -> None:
     cmd = [sys.executable, "-m", "infomux", "run", "-q", "--pipeline", "audio"]
-    with (
-        subprocess.Popen(
-            [*cmd, str(media_dir / "speech_a.wav")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-        ) as a,
-        subprocess.Popen(
-            [*cmd, str(media_dir / "speech_a.flac")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-        ) as b,
-    ):
-        out_a, err_a = a.communicate(timeout=120)
-        out_b, err_b = b.communicate(timeout=120)
-    assert a.returncode == b.returncode == 0, (err_a, err_b)
+    (out_a, _), (out_b, _) = run_two_at_once(
+        cmd, media_dir / "speech_a.wav", media_dir / "speech_a.flac", timeout=120
+    )
     assert out_a != out_b
     assert load_job(out_a.strip())["status"] == load_job(out_b.strip())["status"] == "completed"
 
@@ -691,25 +697,9 @@ def test_sigkill_during_transcription_then_resume(
 @pytest.mark.model
 def test_two_transcriptions_at_once(real_model: Any, media_dir: Path) -> None:
     cmd = [sys.executable, "-m", "infomux", "run", "-q", "--threads", "1"]
-    with (
-        subprocess.Popen(
-            [*cmd, str(media_dir / "speech_a.wav")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-        ) as a,
-        subprocess.Popen(
-            [*cmd, str(media_dir / "speech_c_8k_mulaw.wav")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-        ) as b,
-    ):
-        out_a, err_a = a.communicate(timeout=300)
-        out_b, err_b = b.communicate(timeout=300)
-    assert a.returncode == b.returncode == 0, (err_a, err_b)
+    (out_a, err_a), (out_b, err_b) = run_two_at_once(
+        cmd, media_dir / "speech_a.wav", media_dir / "speech_c_8k_mulaw.wav", timeout=300
+    )
     assert err_a == err_b == ""
     for out in (out_a, out_b):
         assert load_job(out.strip())["status"] == "completed"
