@@ -152,21 +152,7 @@ def child(file: str, model: str, threads: int) -> dict[str, Any]:
         "text_tokens": n_text_tokens,
         "text": transcript.text,
         "model": str(ref.path),
-        "header": {
-            k: getattr(header, k)
-            for k in (
-                "n_vocab",
-                "n_audio_ctx",
-                "n_audio_state",
-                "n_audio_head",
-                "n_audio_layer",
-                "n_text_ctx",
-                "n_text_state",
-                "n_text_head",
-                "n_text_layer",
-                "n_mels",
-            )
-        },
+        "header": header.to_dict(),
         "numpy": np.__version__,
     }
 

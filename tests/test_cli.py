@@ -8,6 +8,7 @@ sleeping step registered by a wrapper script (``toy_cli``), which needs neither.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -16,7 +17,7 @@ import sys
 import textwrap
 import time
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -620,27 +621,28 @@ def test_resume_with_changed_input(
     assert "no longer exists" in proc.stderr  # warned
 
 
-@pytest.mark.model
-@pytest.mark.slow
-def test_sigint_during_transcription_then_resume(
-    real_model: Any, media_dir: Path, hermetic_env: Path
-) -> None:
+@contextlib.contextmanager
+def start_transcription(
+    data_dir: Path, media: Path, *flags: str
+) -> Iterator[subprocess.Popen[str]]:
+    """Start ``infomux run --threads 1 MEDIA`` and yield once its transcribe step runs."""
     with subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "infomux",
-            "run",
-            "--threads",
-            "1",
-            str(media_dir / "long_speech.mp3"),
-        ],
+        [sys.executable, "-m", "infomux", "run", *flags, "--threads", "1", str(media)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
     ) as proc:
-        wait_for(lambda: step_status(hermetic_env, "transcribe") == "running", 120, "transcribe")
+        wait_for(lambda: step_status(data_dir, "transcribe") == "running", 120, "transcribe")
+        yield proc
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_sigint_during_transcription_then_resume(
+    real_model: Any, media_dir: Path, hermetic_env: Path
+) -> None:
+    with start_transcription(hermetic_env, media_dir / "long_speech.mp3") as proc:
         time.sleep(1.0)
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
@@ -668,23 +670,7 @@ def test_sigkill_during_transcription_then_resume(
     real_model: Any, media_dir: Path, hermetic_env: Path
 ) -> None:
     # a 28 s clip on one thread: transcription takes long enough to be caught running
-    with subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "infomux",
-            "run",
-            "-q",
-            "--threads",
-            "1",
-            str(media_dir / "speech_a.wav"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    ) as proc:
-        wait_for(lambda: step_status(hermetic_env, "transcribe") == "running", 120, "transcribe")
+    with start_transcription(hermetic_env, media_dir / "speech_a.wav", "-q") as proc:
         proc.kill()
         proc.communicate(timeout=30)
     [run_dir] = run_dirs(hermetic_env)
