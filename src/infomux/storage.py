@@ -21,12 +21,14 @@ import logging
 import os
 import re
 import secrets
+import selectors
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from infomux import config
 from infomux.errors import InfomuxError, RunNotFoundError
@@ -41,6 +43,21 @@ _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 
 class RunLockedError(InfomuxError):
     """Another process is working on this run."""
+
+
+class InputKindError(InfomuxError, OSError):
+    """The input is not a regular file: a device, a socket, or a pipe.
+
+    Also an :class:`OSError` (``strerror`` is the reason, ``filename`` the path),
+    so callers that report ``OSError`` for unreadable inputs report this too.
+    """
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
+
+
+#: How long :func:`describe_input` waits for the first bytes from a pipe or FIFO.
+PIPE_TIMEOUT = 5.0
 
 
 # --------------------------------------------------------------------------- files
@@ -97,26 +114,108 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+def file_digests(
+    source: str | os.PathLike[str] | BinaryIO,
+    algorithms: tuple[str, ...] = ("sha256",),
+    *,
+    chunk_size: int = 1 << 20,
+) -> dict[str, str]:
+    """Hash a file (a path, or a binary file object read to its end) in one pass.
+
+    Returns ``{algorithm: hex digest}`` for each of ``algorithms`` (``hashlib`` names).
+    """
+    if isinstance(source, str | os.PathLike):
+        with open(source, "rb") as fh:
+            return file_digests(fh, algorithms, chunk_size=chunk_size)
+    digests = {name: hashlib.new(name, usedforsecurity=False) for name in algorithms}
+    while chunk := source.read(chunk_size):
+        for digest in digests.values():
+            digest.update(chunk)
+    return {name: digest.hexdigest() for name, digest in digests.items()}
+
+
 def sha256_file(path: str | os.PathLike[str], *, chunk_size: int = 1 << 20) -> str:
     """Return the hex SHA-256 of a file's content."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digests(path, ("sha256",), chunk_size=chunk_size)["sha256"]
 
 
-def describe_input(path: str | os.PathLike[str]) -> InputFile:
+def _not_regular(mode: int) -> str | None:
+    """Why a file of this ``st_mode`` cannot be an input, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISCHR(mode):
+        return "is a character device, not a regular media file"
+    if stat.S_ISBLK(mode):
+        return "is a block device, not a regular media file"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a regular media file"
+    return "is not a regular media file"
+
+
+def wait_for_pipe_data(path: str | os.PathLike[str], timeout: float = PIPE_TIMEOUT) -> int:
+    """Open a pipe or FIFO without blocking and wait until it can be read.
+
+    Returns a file descriptor in blocking mode, readable now (data, or end of
+    file after a writer closed it); the caller closes it.
+
+    Raises:
+        InputKindError: nothing came within ``timeout`` seconds (e.g. no writer).
+        OSError: the pipe cannot be opened.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            ready = selector.select(timeout)
+        if not ready:
+            raise InputKindError(
+                errno.ETIMEDOUT, f"is a pipe and no data came within {timeout:g} s", str(path)
+            )
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def describe_input(
+    path: str | os.PathLike[str], *, pipe_timeout: float = PIPE_TIMEOUT
+) -> InputFile:
     """Return the :class:`InputFile` (absolute path, sha256, size) of a media file.
+
+    The kind of file is checked before anything is read, so a device
+    (``/dev/zero``), a socket or a pipe never makes this hang: devices and
+    sockets are refused at once; a pipe or FIFO is opened without blocking and
+    refused when no data comes within ``pipe_timeout`` seconds, or else because
+    reading media from a stream is not supported yet.
 
     Raises:
         FileNotFoundError / IsADirectoryError / PermissionError: not a readable file.
+        InputKindError: not a regular file.
     """
     resolved = Path(path).expanduser().absolute()
-    if resolved.is_dir():
+    mode = resolved.stat().st_mode  # FileNotFoundError; never opens the file
+    if stat.S_ISDIR(mode):
         raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
-    size = resolved.stat().st_size
-    return InputFile(path=str(resolved), sha256=sha256_file(resolved), size_bytes=size)
+    if stat.S_ISFIFO(mode):
+        os.close(wait_for_pipe_data(resolved, pipe_timeout))
+        raise InputKindError(
+            errno.ESPIPE,
+            "is a pipe; reading media from a pipe is not supported yet (save it to a file first)",
+            str(path),
+        )
+    reason = _not_regular(mode)
+    if reason is not None:
+        raise InputKindError(errno.EINVAL, reason, str(path))
+    # Opened without blocking and checked again, in case the path changed since stat().
+    fd = os.open(resolved, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        reason = _not_regular(st.st_mode)
+        if reason is not None:
+            raise InputKindError(errno.EINVAL, reason, str(path))
+        sha256 = file_digests(fh)["sha256"]
+    return InputFile(path=str(resolved), sha256=sha256, size_bytes=st.st_size)
 
 
 # --------------------------------------------------------------------------- run ids
