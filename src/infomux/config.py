@@ -13,6 +13,9 @@ Config file, in order: ``INFOMUX_CONFIG``; ``$XDG_CONFIG_HOME/infomux/config.tom
 
 Model choice, first that is set wins: ``--model`` on the command line,
 ``INFOMUX_WHISPER_MODEL``, ``model`` in the config file, the default model.
+A model given as a path is made absolute (a relative path in the config file is
+relative to the config file's directory; elsewhere, to the current directory),
+so what a run records still names the same file from any directory.
 """
 
 from __future__ import annotations
@@ -94,12 +97,55 @@ def load_config(path: Path | None = None) -> Config:
     return Config(model=model, threads=threads, language=language, path=path, extra=raw)
 
 
+def looks_like_path(value: str) -> bool:
+    """Whether a user's value names a file-system path rather than a name.
+
+    True when it contains a path separator or starts with ``.`` or ``~``.
+    """
+    separators = {os.sep, "/", *([os.altsep] if os.altsep else [])}
+    return any(sep in value for sep in separators) or value.startswith((".", "~"))
+
+
+def is_model_path(spec: str, base: Path | None = None) -> bool:
+    """Whether a model spec is a path to a file rather than a name in the model cache.
+
+    A path has a separator or starts with ``.``/``~`` (:func:`looks_like_path`), ends in
+    ``.bin``, or names an existing file (relative to ``base``, else the current directory).
+    """
+    if looks_like_path(spec) or spec.endswith(".bin"):
+        return True
+    return ((base / spec) if base is not None else Path(spec)).is_file()
+
+
+def absolute_model_spec(spec: str | None, base: Path | None = None) -> str | None:
+    """Return ``spec`` with a model path made absolute; names (and ``None``) unchanged.
+
+    A relative path is taken relative to ``base`` (default: the current directory);
+    ``~`` is expanded.
+    """
+    if spec is None or not spec.strip():
+        return spec
+    text = spec.strip()
+    if not is_model_path(text, base):
+        return spec
+    path = Path(text).expanduser()
+    if base is not None and not path.is_absolute():
+        path = base / path
+    return str(path.absolute())
+
+
 def model_spec(cli_value: str | None = None, config: Config | None = None) -> str | None:
-    """Return the model the user asked for (name or path), or ``None`` for the default."""
+    """Return the model the user asked for (name or absolute path), or ``None`` for the default.
+
+    A relative path from the command line or ``INFOMUX_WHISPER_MODEL`` is made
+    absolute against the current directory; one from the config file against the
+    config file's directory.
+    """
     if cli_value:
-        return cli_value
+        return absolute_model_spec(cli_value)
     env = os.environ.get(ENV_MODEL)
     if env:
-        return env
+        return absolute_model_spec(env)
     config = config if config is not None else load_config()
-    return config.model
+    base = config.path.parent if config.path is not None else None
+    return absolute_model_spec(config.model, base)

@@ -383,23 +383,13 @@ def _unknown_name_message(name: str) -> str:
     return message + "; or pass a path to a ggml model file"
 
 
-def _looks_like_path(spec: str) -> bool:
-    return (
-        os.sep in spec
-        or "/" in spec
-        or spec.startswith(("~", "."))
-        or spec.endswith(".bin")
-        or Path(spec).is_file()
-    )
-
-
 def _name_from_path(path: Path) -> str:
     stem = path.name.removesuffix(".bin")
     return stem.removeprefix("ggml-") or stem
 
 
 def _resolve_path(path: Path) -> ModelRef:
-    path = path.expanduser()
+    path = path.expanduser().absolute()
     if path.is_dir():
         raise ModelNotFoundError(
             f"{path}: is a directory, not a ggml model file (to use a CTranslate2 model "
@@ -419,7 +409,8 @@ def resolve_model(spec: str | os.PathLike[str] | None) -> ModelRef:
     """Turn a model spec into a validated :class:`ModelRef`.
 
     ``None`` means :data:`DEFAULT_MODEL`. A path (anything with a ``/``, ending in
-    ``.bin``, or an existing file) is validated and used as is. Otherwise ``spec``
+    ``.bin``, or an existing file: :func:`config.is_model_path`) is validated and
+    recorded as an absolute path. Otherwise ``spec``
     is a name in the cache (``ggml-<name>.bin``); names made from the bundled
     weights (``tiny.en``, ``tiny.en-q8_0``, ...) are converted on first use.
 
@@ -435,7 +426,7 @@ def resolve_model(spec: str | os.PathLike[str] | None) -> ModelRef:
     spec = spec.strip()
     if not spec:
         return _resolve_name(DEFAULT_MODEL)
-    if _looks_like_path(spec):
+    if config.is_model_path(spec):
         return _resolve_path(Path(spec))
     return _resolve_name(check_name(spec))
 

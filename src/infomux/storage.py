@@ -297,10 +297,6 @@ def _checked_run_dir(candidate: Path, root: Path, ref: str) -> Path:
     return resolved
 
 
-def _looks_like_path(ref: str) -> bool:
-    return os.sep in ref or "/" in ref or ref.startswith((".", "~")) or ref in ("", "..")
-
-
 def resolve_run(ref: str, runs_root: Path | None = None) -> Path:
     """Find a run directory from a user's reference.
 
@@ -315,7 +311,7 @@ def resolve_run(ref: str, runs_root: Path | None = None) -> Path:
         if not runs:
             raise RunNotFoundError(f"no runs in {root}")
         return runs[0].path
-    if _looks_like_path(ref):
+    if not ref or config.looks_like_path(ref):
         return _checked_run_dir(Path(ref).expanduser(), root, ref)
     if is_valid_run_id(ref):
         return _checked_run_dir(root / ref, root, ref)

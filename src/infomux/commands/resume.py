@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Any
 
 from infomux.commands import (
@@ -43,14 +44,20 @@ def add_parser(subparsers: Any) -> None:
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Options given explicitly on the command line (None = keep the recorded value)."""
+    """Options given explicitly on the command line (None = keep the recorded value).
+
+    Paths (a model file, the VAD model) are made absolute, so that the run can be
+    resumed again from any directory.
+    """
+    from infomux import config
+
     result: dict[str, Any] = {
-        "model": args.model,
+        "model": config.absolute_model_spec(args.model),
         "language": args.language,  # "auto" is kept as is: it means auto-detect
         "threads": args.threads,
         "formats": list(args.formats) if args.formats else None,
         "vad": args.vad,
-        "vad_model": args.vad_model,
+        "vad_model": str(Path(args.vad_model).expanduser().absolute()) if args.vad_model else None,
         "word_timestamps": args.word_timestamps,
     }
     return result
