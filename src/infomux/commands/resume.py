@@ -2,7 +2,10 @@
 
 Completed steps whose outputs still exist are skipped; the recorded options are
 reused unless overridden on the command line; the input is re-verified when a
-step that reads it still has to run.
+step that reads it still has to run. Whether another process is working on the
+run is decided by the run lock alone: a run left ``running`` by a process that
+died (on this host, in another container, anywhere) is resumable, and a run
+whose lock is held is refused.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--force",
         action="store_true",
-        help="resume even if the run is recorded as running in a process that may be alive",
+        help=argparse.SUPPRESS,  # accepted for old scripts; the run lock decides (see run())
     )
     parser.set_defaults(func=run)
 
@@ -79,7 +82,10 @@ def run(args: argparse.Namespace) -> int:
                 print_line(str(run_dir))
                 return 0
             changes = overrides(args)
-            todo = pipeline.prepare_resume(job, run_dir, overrides=changes, force=args.force)
+            # Holding the run lock proves that no live process works on the run, whatever
+            # its recorded status, host or pid say (the kernel releases the lock of a
+            # process that dies), so the recorded host/pid are not compared.
+            todo = pipeline.prepare_resume(job, run_dir, overrides=changes, force=True)
             log.info(
                 "%s: resuming (%s)",
                 job.id,
