@@ -19,7 +19,6 @@ Other official whisper.cpp models can be downloaded with :func:`pull_model`
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import http.client
 import importlib.util
@@ -37,7 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from infomux import config, ggml
+from infomux import config, ggml, storage
 from infomux.errors import ModelError, ModelNotFoundError
 
 logger = logging.getLogger("infomux.models")
@@ -292,22 +291,24 @@ def _external_sha256(path: Path) -> str:
 
 @contextlib.contextmanager
 def _locked(name: str) -> Iterator[None]:
-    """Hold an exclusive ``flock`` for model ``name`` (``<models_dir>/.locks/<name>.lock``)."""
+    """Hold the exclusive lock of model ``name`` (``<models_dir>/.locks/<name>.lock``), waiting."""
+    from filelock import Timeout
+
     locks = config.models_dir() / ".locks"
     try:
         locks.mkdir(parents=True, exist_ok=True)
-        fd = os.open(locks / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        lock = storage.exclusive_lock(locks / f"{name}.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            logger.info("waiting for another infomux process to finish preparing %s", name)
+            lock.acquire()
     except OSError as exc:
         raise ModelError(f"{locks}: cannot create the model lock ({exc.strerror or exc})") from exc
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            logger.info("waiting for another infomux process to finish preparing %s", name)
-            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)  # releases the lock
+        lock.release()
 
 
 # ---------------------------------------------------------------------------

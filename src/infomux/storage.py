@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -28,15 +27,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from infomux import config
 from infomux.errors import InfomuxError, RunNotFoundError
 from infomux.job import InputFile, JobEnvelope
 
+if TYPE_CHECKING:
+    from filelock import BaseFileLock
+
 log = logging.getLogger("infomux.storage")
 
 JOB_FILE = "job.json"
+LOCK_FILE = ".lock"  # in each run directory: held by the process working on the run
 RUN_ID_RE = re.compile(r"^run-\d{8}-\d{6}-[0-9a-f]{6}$")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 
@@ -372,36 +375,52 @@ def list_runs(runs_root: Path | None = None, *, status: str | None = None) -> li
 # --------------------------------------------------------------------------- locking
 
 
-class RunLock:
-    """An exclusive, non-blocking ``flock`` on a run directory.
+def exclusive_lock(path: str | os.PathLike[str]) -> BaseFileLock:
+    """An exclusive lock on the lock file ``path`` (created if missing), not yet acquired.
 
-    Held for as long as a process works on the run; released by the kernel if
-    that process dies, so a crashed run never stays locked.
+    The ``filelock`` package's OS lock (``flock`` on POSIX, ``LockFileEx`` on
+    Windows): released by the operating system when the holding process dies,
+    so a crashed process never leaves a stale lock. Usable from any thread
+    (``thread_local=False``). Acquire with ``acquire(timeout=0)`` (raises
+    ``filelock.Timeout`` when held elsewhere) or ``acquire()`` (waits).
+    """
+    from filelock import FileLock
+
+    return FileLock(os.fspath(path), thread_local=False)
+
+
+class RunLock:
+    """An exclusive, non-blocking lock on a run directory (its ``.lock`` file).
+
+    Held for as long as a process works on the run; released by the operating
+    system if that process dies, so a crashed run never stays locked. Whether
+    a run is in use is decided by this lock alone (never by recorded pids).
     """
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
-        self._fd: int | None = None
+        self._lock: BaseFileLock | None = None
 
     def acquire(self) -> None:
         """Take the lock; raise :class:`RunLockedError` if another process holds it."""
-        fd = os.open(self.run_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        from filelock import Timeout
+
+        if not self.run_dir.is_dir():
+            raise FileNotFoundError(errno.ENOENT, "no such run directory", str(self.run_dir))
+        lock = exclusive_lock(self.run_dir / LOCK_FILE)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise RunLockedError(
-                    f"run {self.run_dir.name} is being processed by another infomux process"
-                ) from None
-            raise
-        self._fd = fd
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise RunLockedError(
+                f"run {self.run_dir.name} is being processed by another infomux process"
+            ) from None
+        self._lock = lock
 
     def release(self) -> None:
         """Release the lock (idempotent)."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> RunLock:
         self.acquire()
