@@ -75,6 +75,40 @@ def test_atomic_write_interrupted_rename_keeps_old(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077, 0o002])
+def test_atomic_writes_follow_the_umask(tmp_path: Path, umask: int) -> None:
+    """Files written atomically get the mode any new file gets: 0o666 less the umask."""
+    previous = os.umask(umask)
+    try:
+        assert storage.current_umask() == umask
+        storage.atomic_write_text(tmp_path / "a.txt", "x")
+        with storage.atomic_open(tmp_path / "b.bin") as fh:
+            fh.write(b"y")
+    finally:
+        os.umask(previous)
+    for name in ("a.txt", "b.bin"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_atomic_open_check_can_refuse(tmp_path: Path) -> None:
+    target = tmp_path / "model.bin"
+    target.write_bytes(b"old")
+    seen: list[bytes] = []
+
+    def refuse(tmp: Path) -> None:
+        seen.append(tmp.read_bytes())  # complete and flushed when checked
+        raise ValueError("not valid")
+
+    with (
+        pytest.raises(ValueError, match="not valid"),
+        storage.atomic_open(target, check=refuse) as fh,
+    ):
+        fh.write(b"new")
+    assert seen == [b"new"]
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin"]
+
+
 @pytest.mark.slow
 def test_job_json_survives_sigkill(tmp_path: Path) -> None:
     """A writer killed at random moments never leaves a partial job.json."""

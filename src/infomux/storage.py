@@ -23,7 +23,8 @@ import secrets
 import selectors
 import stat
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,30 +67,65 @@ PIPE_TIMEOUT = 5.0
 # --------------------------------------------------------------------------- files
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, sync_dir: bool = True) -> None:
-    """Write ``data`` to ``path`` atomically and durably.
+_UMASK_LOCK = threading.Lock()
 
-    The data goes to a temp file in the same directory, which is fsynced and
-    renamed over ``path``; then the directory is fsynced so the rename survives
-    a crash (``sync_dir=False`` leaves that to the caller, who may write several
-    files and call :func:`fsync_dir` once). On any error the temp file is
-    removed and ``path`` is untouched.
+
+def current_umask() -> int:
+    """The process's file-creation mask (read without changing it where the OS allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:  # elsewhere: set and restore (other threads may briefly see 022)
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_open(
+    path: str | os.PathLike[str],
+    *,
+    sync_dir: bool = True,
+    check: Callable[[Path], None] | None = None,
+) -> Iterator[BinaryIO]:
+    """Write a file atomically and durably: ``with atomic_open(path) as fh: fh.write(...)``.
+
+    The data goes to a temp file in the same directory; when the block ends
+    without an exception, the temp file is fsynced, given the permissions a new
+    file gets (``0o666`` less the umask), passed to ``check(temp_path)`` if given
+    (which may raise to refuse it), and renamed over ``path``; then the directory
+    is fsynced so the rename survives a crash (``sync_dir=False`` leaves that to
+    the caller, who may write several files and call :func:`fsync_dir` once). On
+    any error the temp file is removed and ``path`` is untouched.
     """
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
+        os.chmod(tmp, 0o666 & ~current_umask())
+        if check is not None:
+            check(tmp)
+        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
+            tmp.unlink()
         raise
     if sync_dir:
         fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, sync_dir: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically and durably (see :func:`atomic_open`)."""
+    with atomic_open(path, sync_dir=sync_dir) as fh:
+        fh.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, sync_dir: bool = True) -> None:
