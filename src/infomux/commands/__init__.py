@@ -91,6 +91,14 @@ def add_transcribe_options(parser: argparse.ArgumentParser, *, resume: bool = Fa
         "--threads", metavar="N", type=positive_int, help=f"{what}CPU threads for inference"
     )
     parser.add_argument(
+        "--streams",
+        metavar="K",
+        type=streams_arg,
+        help=f"{what}transcriptions run in parallel on one model, sharing --threads: "
+        "inputs K at a time, and one long input cut at silences into K parts "
+        "(default: auto, from the thread count; 1: one at a time, in one pass)",
+    )
+    parser.add_argument(
         "--formats",
         metavar="LIST",
         type=formats_arg,
@@ -100,10 +108,12 @@ def add_transcribe_options(parser: argparse.ArgumentParser, *, resume: bool = Fa
         "--vad",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help=f"{what}voice activity detection before inference (needs --vad-model)",
+        help=f"{what}transcribe only the speech found by Silero VAD",
     )
     parser.add_argument(
-        "--vad-model", metavar="PATH", help=f"{what}Silero VAD model (ggml) used by --vad"
+        "--vad-model",
+        metavar="PATH",
+        help=f"{what}Silero VAD model (ggml) for --vad (default: the bundled Silero v6.2)",
     )
     parser.add_argument(
         "--word-timestamps",
@@ -111,6 +121,19 @@ def add_transcribe_options(parser: argparse.ArgumentParser, *, resume: bool = Fa
         default=None,
         help=f"{what}word-level timings in transcript.json",
     )
+
+
+def streams_arg(value: str) -> int:
+    """``--streams``: a positive integer, or ``auto`` (0)."""
+    if value == "auto":
+        return 0
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {value!r}")
+    return number
 
 
 def one_line(text: str) -> str:
