@@ -42,12 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="debug output")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"infomux.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"infomux.commands.{name}":
-                raise
-            continue  # a command module not installed (yet)
+        # Every command ships with infomux: a missing one is a packaging error, not skipped.
+        module = importlib.import_module(f"infomux.commands.{name}")
         module.add_parser(subparsers)
     return parser
 
@@ -58,7 +54,11 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except ImportError as exc:  # a broken installation: say so in one line, exit 1
+        print(f"Error: infomux is not installed correctly: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors
