@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from infomux import ggml, models
+from infomux import ggml, models, storage
 from infomux.commands import models as models_cmd
 from infomux.errors import InfomuxError, ModelError, ModelNotFoundError
 from tests.require import media_file, missing
@@ -94,13 +94,13 @@ def test_later_runs_trust_the_sidecar(
 ) -> None:
     path = seed_cache(default_cache, hermetic, copy=True)
     calls: list[Path] = []
-    real_hash = models._sha256_file
+    real_hash = storage.sha256_file
 
     def counting(p: Path) -> str:
         calls.append(p)
         return real_hash(p)
 
-    monkeypatch.setattr(models, "_sha256_file", counting)
+    monkeypatch.setattr(storage, "sha256_file", counting)
     monkeypatch.setattr(models, "_make_bundled", _no_conversion)
     ref = models.resolve_model(None)
     assert models.resolve_model("tiny.en") == ref
@@ -224,7 +224,7 @@ def test_resolve_paths(
     ref = models.resolve_model(str(outside))
     assert ref.name == "mine" and ref.path == outside
     assert ref.sha256 == default_cache[1].sha256 and ref.type == "f16"
-    monkeypatch.setattr(models, "_sha256_file", _no_conversion)  # remembered now
+    monkeypatch.setattr(storage, "sha256_file", _no_conversion)  # remembered now
     assert models.resolve_model(outside) == ref
     monkeypatch.chdir(outside.parent)
     assert models.resolve_model("ggml-mine.bin").sha256 == ref.sha256

@@ -19,14 +19,12 @@ Other official whisper.cpp models can be downloaded with :func:`pull_model`
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import importlib.util
 import json
 import logging
 import os
 import re
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -184,29 +182,6 @@ def model_url(name: str) -> str:
 # Hashing and sidecars
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _read_sidecar(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(_sidecar(path).read_text(encoding="utf-8"))
@@ -224,14 +199,14 @@ def _record(
         "name": name,
         "format": "ggml",
         "type": type_,
-        "sha256": sha256 or _sha256_file(path),
+        "sha256": sha256 or storage.sha256_file(path),
         "size": st.st_size,
         "mtime_ns": st.st_mtime_ns,
         "source": source,
         **extra,
     }
     try:
-        _write_json_atomic(_sidecar(path), data)
+        storage.atomic_write_json(_sidecar(path), data)
     except OSError as exc:
         logger.warning("cannot write %s: %s", _sidecar(path), exc)
     return data
@@ -256,18 +231,24 @@ def _known_sha256(path: Path, name: str, type_: str) -> str:
 _HASH_CACHE = ".sha256-cache.json"
 
 
+def _read_hash_table(store: Path) -> dict[str, Any]:
+    try:
+        table = json.loads(store.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return table if isinstance(table, dict) else {}
+
+
 def _external_sha256(path: Path) -> str:
-    """sha256 of a file outside the cache, remembered in ``<models_dir>/.sha256-cache.json``."""
+    """sha256 of a file outside the cache, remembered in ``<models_dir>/.sha256-cache.json``.
+
+    The file is hashed without any lock; the table is then re-read, updated and
+    written under a lock, so concurrent processes never drop each other's entries.
+    """
     st = path.stat()
     key = str(path.resolve())
     store = config.models_dir() / _HASH_CACHE
-    try:
-        table = json.loads(store.read_text(encoding="utf-8"))
-        if not isinstance(table, dict):
-            table = {}
-    except (OSError, ValueError):
-        table = {}
-    entry = table.get(key)
+    entry = _read_hash_table(store).get(key)
     if (
         isinstance(entry, dict)
         and entry.get("size") == st.st_size
@@ -275,12 +256,13 @@ def _external_sha256(path: Path) -> str:
     ):
         return str(entry["sha256"])
     logger.info("hashing %s", path)
-    digest = _sha256_file(path)
-    table[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+    digest = storage.sha256_file(path)
     try:
-        store.parent.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(store, table)
-    except OSError as exc:
+        with _locked(_HASH_CACHE):
+            table = _read_hash_table(store)
+            table[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+            storage.atomic_write_json(store, table)
+    except (OSError, ModelError) as exc:
         logger.debug("cannot remember the hash of %s: %s", path, exc)
     return digest
 
@@ -574,17 +556,9 @@ def _download(url: str, part: Path, progress: ProgressFn | None) -> None:
         )
 
 
-def _digests(path: Path) -> tuple[str, str]:
-    sha1, sha256 = hashlib.sha1(usedforsecurity=False), hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            sha1.update(chunk)
-            sha256.update(chunk)
-    return sha1.hexdigest(), sha256.hexdigest()
-
-
 def _verify(part: Path, name: str, expected_sha256: str | None, pinned_sha1: str | None) -> str:
-    sha1, sha256 = _digests(part)
+    digests = storage.file_digests(part, ("sha1", "sha256"))
+    sha1, sha256 = digests["sha1"], digests["sha256"]
     if expected_sha256 is not None:
         kind, want, got = "sha256", expected_sha256.lower(), sha256
     else:
