@@ -26,6 +26,7 @@ import jsonschema
 import pytest
 
 from infomux.job import SCHEMA_PATH
+from tests.wer import wer
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
@@ -492,8 +493,6 @@ def test_sigkill_leaves_valid_job_and_resume_works(
 def test_transcribe_end_to_end(
     real_model: Any, media_dir: Path, references: dict[str, Any], hermetic_env: Path
 ) -> None:
-    import jiwer
-
     proc = infomux("run", "-q", str(media_dir / "speech_a_video.mp4"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
@@ -521,11 +520,7 @@ def test_transcribe_end_to_end(
     assert data["environment"]["engine"]
     assert data["audio"]["codec"]
     text = (run_dir / "transcript.txt").read_text()
-    error = jiwer.wer(
-        jiwer.RemovePunctuation()(references["speech_a_video.mp4"].lower()),
-        jiwer.RemovePunctuation()(" ".join(text.split()).lower()),
-    )
-    assert error < 0.25, text
+    assert wer(references["speech_a_video.mp4"], text) < 0.25, text
     assert (run_dir / "transcript.vtt").read_text().startswith("WEBVTT\n\n00:00:0")
     assert json.loads((run_dir / "transcript.json").read_text())["segments"]
     # inspect shows the model
@@ -651,7 +646,6 @@ def test_sigint_during_transcription_then_resume(
         took = time.monotonic() - sent
     assert proc.returncode == 130, err
     assert out == "" and "Traceback" not in err
-    assert took < 10  # the engine stops within about a second; slack for a loaded machine
     [run_dir] = run_dirs(hermetic_env)
     data = load_job(run_dir)
     assert data["status"] == "interrupted"
@@ -663,6 +657,11 @@ def test_sigint_during_transcription_then_resume(
     assert after["status"] == "completed"
     assert after["steps"][0] == data["steps"][0]
     assert [a["status"] for a in after["steps"][1]["attempts"]] == ["interrupted"]
+    # Reference, measured now: the resumed transcription of the same file (22 encoder
+    # windows on 2 threads). Stopping costs one encoder/decoder call on 1 thread plus
+    # the exit, a small part of that; ignoring SIGINT would take longer than all of it.
+    full = after["steps"][1]["metadata"]["inference_seconds"]
+    assert took < 0.25 * full, (took, full)
 
 
 @pytest.mark.model

@@ -20,6 +20,8 @@ import pytest
 from infomux import convert, ggml
 from infomux.errors import ModelError, ModelNotFoundError
 from tests.require import missing
+from tests.timing import best_seconds, sha256_of
+from tests.wer import wer
 
 REPO = Path(__file__).resolve().parents[1]
 JFK = (
@@ -170,15 +172,15 @@ def test_f16_weights_are_the_ct2_weights(f16_model: Path, ct2_index: convert.Ct2
     )
 
 
-def test_validating_the_real_model_is_fast(f16_model: Path) -> None:
-    import time
-
-    best = math.inf
-    for _ in range(3):
-        t = time.perf_counter()
-        ggml.validate_model_file(f16_model)
-        best = min(best, time.perf_counter() - t)
-    assert best < 0.05
+def test_validating_the_real_model_does_not_read_its_weights(
+    f16_model: Path, whisper_cpp_dir: Path
+) -> None:
+    # The weightless stub has the same header and vocabulary and no tensors: validating
+    # 77 MB of weights must cost about what validating it does, not a pass over the data.
+    stub = whisper_cpp_dir / "models" / "for-tests-ggml-tiny.en.bin"
+    real = best_seconds(ggml.validate_model_file, f16_model)
+    assert real < 3 * best_seconds(ggml.validate_model_file, stub) + 0.001
+    assert real < 0.5 * best_seconds(sha256_of, f16_model, repeat=3)
 
 
 def test_conversion_is_deterministic_and_reports_progress(
@@ -329,11 +331,18 @@ def test_quantize_rejects_unknown_type() -> None:
 # --- memory and time, measured in a fresh interpreter -----------------------------
 
 _MEASURE = """
-import resource, sys, time
+import resource, shutil, sys, time
 from pathlib import Path
 from infomux.convert import convert_ct2_to_ggml
+src, dst, out_type = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+copy = float("inf")  # reference: copying the source file, as fast as this machine is now
+for _ in range(3):
+    t = time.perf_counter()
+    shutil.copyfile(src / "model.bin", dst)
+    copy = min(copy, time.perf_counter() - t)
+dst.unlink()
 t = time.perf_counter()
-convert_ct2_to_ggml(sys.argv[1], sys.argv[2], out_type=sys.argv[3])
+convert_ct2_to_ggml(src, dst, out_type=out_type)
 seconds = time.perf_counter() - t
 peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 status = Path("/proc/self/status")
@@ -342,7 +351,7 @@ if status.exists():
     # process's own peak.
     hwm = [ln for ln in status.read_text().splitlines() if ln.startswith("VmHWM:")]
     peak_kib = int(hwm[0].split()[1]) if hwm else peak_kib
-print(seconds, peak_kib)
+print(seconds, copy, peak_kib)
 """
 
 
@@ -355,10 +364,12 @@ def test_conversion_time_and_peak_memory(ct2_dir: Path, tmp_path: Path, out_type
         text=True,
         env=env,
         check=True,
-        timeout=120,
+        timeout=300,
     )
-    seconds, rss_kib = out.stdout.split()
-    assert float(seconds) < 10
+    seconds, copy, rss_kib = out.stdout.split()
+    # Here f16 takes ~5 and q8_0 ~16 copies of the 75 MB source; a per-element Python
+    # loop would take hundreds.
+    assert float(seconds) < 50 * float(copy), (seconds, copy)
     assert int(rss_kib) / 1024 < 300
 
 
@@ -567,10 +578,4 @@ def test_f16_transcribes_jfk_exactly(f16_model: Path, jfk_samples: np.ndarray) -
 
 
 def test_q8_0_transcribes_jfk(q8_model: Path, jfk_samples: np.ndarray) -> None:
-    jiwer = pytest.importorskip("jiwer")
-    text = _transcribe(q8_model, jfk_samples)
-
-    def norm(s: str) -> str:
-        return " ".join(re.sub(r"[^\w\s']", " ", s.lower()).split())
-
-    assert jiwer.wer(norm(JFK), norm(text)) <= 0.15
+    assert wer(JFK, _transcribe(q8_model, jfk_samples)) <= 0.15

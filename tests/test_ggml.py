@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from infomux import ggml
 from infomux.errors import ModelError, ModelNotFoundError
 from tests.require import media_file
+from tests.timing import best_seconds
 
 
 @pytest.fixture(scope="module")
@@ -138,15 +138,15 @@ def test_stub_sections(tiny_stub: Path) -> None:
     assert filters.shape == (80, 201) and filters.dtype.name == "float32"
 
 
-def test_validation_is_fast(tiny_stub: Path) -> None:
-    best = min(_timed(ggml.validate_model_file, tiny_stub) for _ in range(3))
-    assert best < 0.05
+def test_validation_is_a_small_part_of_loading(tiny_stub: Path) -> None:
+    """Validating before every load is cheap next to what whisper.cpp does with the file."""
+    from infomux.engine import Model
 
+    def load() -> None:
+        Model(tiny_stub, use_gpu=False).close()  # validates, then whisper.cpp loads
 
-def _timed(fn, *args) -> float:
-    t = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - t
+    validate = best_seconds(ggml.validate_model_file, tiny_stub)
+    assert validate < 0.25 * best_seconds(load)
 
 
 @pytest.mark.parametrize("cut", [0, 3, 20, 47, 60, 32_000, 586_000, 586_835])
