@@ -21,26 +21,24 @@ import logging
 import os
 import re
 import struct
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
-from infomux import ggml
+from infomux import ggml, storage
 from infomux.errors import ModelError, ModelNotFoundError
+from infomux.ggml import ProgressFn
 
 logger = logging.getLogger("infomux.models")
 
-OUT_TYPES = ("f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
-QUANT_TYPES = ("q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
+OUT_TYPES = ggml.WEIGHT_TYPES
+QUANT_TYPES = ggml.QUANT_TYPES
 N_TEXT_TOKENS = ggml.N_TEXT_TOKENS  # tokens in the vocab section: GPT-2's + <|endoftext|>
 SAMPLE_RATE = 16000
 N_FFT = 400
-
-ProgressFn = Callable[[int, int], None]
 
 # ---------------------------------------------------------------------------
 # CTranslate2 model.bin
@@ -560,19 +558,6 @@ def _write_tensors(
     return done
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _check_source(src_dir: Path) -> Path:
     if not src_dir.exists():
         raise ModelNotFoundError(f"{src_dir}: CTranslate2 model directory does not exist")
@@ -619,30 +604,21 @@ def convert_ct2_to_ggml(
     header = _header_bytes(plan, read_ct2_vocabulary(src_dir), src_dir)
     total = len(header) + sum(p.record_size for p in plan.pieces)
     logger.debug("converting %s to %s (%s, %.1f MB)", src_dir, dst, out_type, total / 1e6)
-    try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    except OSError as exc:
-        raise ModelError(f"{dst}: cannot write the model ({exc.strerror or exc})") from exc
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, index.path.open("rb") as src:
-            out.write(header)
-            _write_tensors(out, src, plan, out_type, len(header), total, progress)
-            out.flush()
-            os.fsync(out.fileno())
+
+    def check(tmp: Path) -> None:
         written = tmp.stat().st_size
         if written != total:
             raise ModelError(f"{dst}: wrote {written} bytes, expected {total}")
         ggml.validate_model_file(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
+
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with storage.atomic_open(dst, check=check) as out, index.path.open("rb") as src:
+            out.write(header)
+            _write_tensors(out, src, plan, out_type, len(header), total, progress)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        if isinstance(exc, ModelError):
+            raise
         raise ModelError(f"{dst}: cannot write the model ({exc.strerror or exc})") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(dst.parent)
     logger.debug("wrote %s (%d bytes)", dst, total)
     return dst

