@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from infomux import config, models, storage
+from infomux import config, storage
+from infomux.models import locking
 
 
 def test_cli_and_lock_modules_import_without_fcntl() -> None:
@@ -38,7 +39,8 @@ def _holder(lock_code: str) -> subprocess.Popen[str]:
         f"""
         import sys, time
         from pathlib import Path
-        from infomux import models, storage
+        from infomux import storage
+        from infomux.models import locking
         {lock_code}
         print("ready", flush=True)
         time.sleep(600)
@@ -87,11 +89,11 @@ def test_run_lock_on_a_missing_directory(tmp_path: Path) -> None:
 
 
 def test_model_lock_waits_for_its_holder(tmp_path: Path) -> None:
-    proc = _holder('held = models._locked("tiny.en"); held.__enter__()')
+    proc = _holder('held = locking.locked("tiny.en"); held.__enter__()')
     got = threading.Event()
 
     def waiter() -> None:
-        with models._locked("tiny.en"):
+        with locking.locked("tiny.en"):
             got.set()
 
     thread = threading.Thread(target=waiter, daemon=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import pytest
 from infomux import ggml, models, storage
 from infomux.commands import models as models_cmd
 from infomux.errors import InfomuxError, ModelError, ModelNotFoundError
+from infomux.models import resolve
 from tests.require import media_file, missing
 from tests.timing import best_seconds, sha256_of
 
@@ -102,7 +104,7 @@ def test_later_runs_trust_the_sidecar(
         return real_hash(p)
 
     monkeypatch.setattr(storage, "sha256_file", counting)
-    monkeypatch.setattr(models, "_make_bundled", _no_conversion)
+    monkeypatch.setattr(resolve, "make_bundled", _no_conversion)
     ref = models.resolve_model(None)
     assert models.resolve_model("tiny.en") == ref
     assert models.model_path("tiny.en") == path
@@ -147,7 +149,7 @@ def test_quantized_variant_made_on_first_use(hermetic: Path) -> None:
 
 
 def test_missing_package(hermetic: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     assert models.bundled_model_dir() is None
     with pytest.raises(ModelNotFoundError) as info:
         models.resolve_model(None)
