@@ -29,6 +29,7 @@ from infomux.audio import (
     decode_audio,
     iter_audio_chunks,
     load_audio,
+    quantize_s16,
     write_wav,
 )
 from infomux.errors import AudioDecodeError, AudioFileNotFoundError
@@ -701,6 +702,31 @@ def test_write_wav_other_rate_and_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         write_wav(tmp_path / "x.wav", np.zeros(10, dtype=np.float32), sample_rate=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["8k.wav"]
+
+
+def test_quantize_s16_gives_what_audio_wav_holds(tmp_path: Path) -> None:
+    """The engine's samples on a first run equal those a resume reads from audio.wav."""
+    decoded = _decode("speech_a_44k_stereo.mp3").samples
+    loud = decoded * np.float32(3.0 / np.abs(decoded).max())  # peaks at ±3: clipped
+    loud[[10, 20, 30]] = [np.nan, np.inf, -np.inf]
+    for samples in (decoded, loud):
+        out = tmp_path / "audio.wav"
+        write_wav(out, samples)
+        on_disk = load_audio(out)
+        quantized = quantize_s16(samples)
+        assert quantized.dtype == np.float32 and quantized.flags.c_contiguous
+        np.testing.assert_array_equal(quantized, on_disk)
+        assert not np.array_equal(quantized, samples)  # it did change something
+        in_place = samples.copy()
+        assert quantize_s16(in_place, out=in_place) is in_place
+        np.testing.assert_array_equal(in_place, on_disk)
+        write_wav(out, quantized)  # idempotent: the file does not change
+        np.testing.assert_array_equal(load_audio(out), on_disk)
+    assert np.nanmax(loud) > 1 and np.abs(quantize_s16(loud)).max() == 1.0
+    with pytest.raises(ValueError):
+        quantize_s16(decoded, out=np.empty(3, dtype=np.float32))
+    with pytest.raises(TypeError):
+        quantize_s16(np.zeros(4, dtype=np.int16))
 
 
 # --------------------------------------------------------------------------- import cost

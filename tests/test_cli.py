@@ -13,6 +13,7 @@ import contextlib
 import json
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 import pytest
 
 from infomux.job import SCHEMA_PATH
@@ -615,6 +617,46 @@ def test_resume_with_changed_input(
     proc = infomux("resume", "--model", str(real_model.path), "latest")
     assert proc.returncode == 0, proc.stderr
     assert "no longer exists" in proc.stderr  # warned
+
+
+def write_float_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> None:
+    """A mono IEEE-float WAV: samples reach the engine as decoded, beyond ±1 too."""
+    data = samples.astype("<f4").tobytes()
+    fmt = struct.pack("<HHIIHH", 3, 1, rate, rate * 4, 4, 32)
+    path.write_bytes(
+        b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)) + b"WAVE"
+        + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+        + b"data" + struct.pack("<I", len(data)) + data
+    )  # fmt: skip
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("source", ["speech_a_44k_stereo.mp3", "loud_float.wav"])
+def test_resumed_transcription_equals_an_uninterrupted_one(
+    real_model: Any, media_dir: Path, tmp_path: Path, hermetic_env: Path, source: str
+) -> None:
+    """The engine gets the samples audio.wav holds, first run or resumed from audio.wav."""
+    if source == "loud_float.wav":  # peaks at ±3: audio.wav (s16) has to clip them
+        from infomux.audio import load_audio
+
+        media = tmp_path / source
+        write_float_wav(media, 3.0 * load_audio(media_dir / "speech_a_44k_stereo.mp3") / 0.275)
+    else:
+        media = media_dir / source
+    flags = ("-q", "--threads", "2", "--word-timestamps")
+    whole = infomux("run", *flags, str(media))
+    assert whole.returncode == 0, whole.stderr
+    first = single_run_dir(whole)
+    # Interrupted after extract_audio: transcribe fails, resume reads audio.wav.
+    failed = infomux("run", *flags, "--model", "/nonexistent.bin", str(media))
+    assert failed.returncode == 1
+    run_dir = next(d for d in run_dirs(hermetic_env) if d != first)
+    assert [s["status"] for s in load_job(run_dir)["steps"]] == ["completed", "failed"]
+    resumed = infomux("resume", "-q", "--model", str(real_model.path), run_dir.name)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (run_dir / "audio.wav").read_bytes() == (first / "audio.wav").read_bytes()
+    for name in ("transcript.txt", "transcript.json"):  # .json: every time and probability
+        assert (run_dir / name).read_text() == (first / name).read_text(), name
 
 
 @contextlib.contextmanager

@@ -1,4 +1,9 @@
-"""Step ``extract_audio``: decode the input to 16 kHz mono and write ``audio.wav``."""
+"""Step ``extract_audio``: decode the input to 16 kHz mono and write ``audio.wav``.
+
+The samples handed on to ``transcribe`` are the ones ``audio.wav`` holds (rounded to
+s16 and clipped to ±1, in place), so a run resumed from ``audio.wav`` transcribes
+exactly what a first run does.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ class ExtractAudio:
         if samples.size == 0:
             raise StepError("extract_audio", f"no audio samples decoded from {ctx.job.input.path}")
         started = time.perf_counter()
+        # What audio.wav will hold, as float32: what transcribe reads from it on resume.
+        samples = audio.quantize_s16(samples, out=samples)
         audio.write_wav(ctx.run_dir / AUDIO_FILE, samples, audio.SAMPLE_RATE)
         write_seconds = time.perf_counter() - started
         ctx.data["audio"] = samples
