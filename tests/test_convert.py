@@ -69,7 +69,7 @@ def ct2_array(index: convert.Ct2Index, name: str) -> np.ndarray:
     with index.path.open("rb") as f:
         f.seek(var.offset)
         raw = f.read(var.nbytes)
-    return np.frombuffer(raw, dtype=convert._CT2_DTYPES[var.dtype]).reshape(var.shape)
+    return np.frombuffer(raw, dtype=convert.CT2_DTYPES[var.dtype]).reshape(var.shape)
 
 
 def ggml_array(path: Path, name: str) -> np.ndarray:

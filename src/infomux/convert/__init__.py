@@ -1,0 +1,53 @@
+"""Convert a CTranslate2 Whisper model directory to a whisper.cpp ggml file.
+
+Split by concern: :mod:`~infomux.convert.ct2` (reading the source),
+:mod:`~infomux.convert.plan` (which tensor comes from where),
+:mod:`~infomux.convert.quantize`, :mod:`~infomux.convert.header` (mel filters,
+vocabulary) and :mod:`~infomux.convert.driver` (:func:`convert_ct2_to_ggml`);
+everything public is importable from ``infomux.convert``.
+
+Pure Python + numpy, streaming: ``model.bin`` is indexed once (names, shapes, file
+offsets) and each output tensor is then read in row chunks with ``os.pread``,
+converted and written, so peak memory is a few MB above the interpreter's, not the
+model's size. The output is written to a temporary file in the destination
+directory, fsync'ed, validated with :func:`infomux.ggml.validate_model_file` and
+renamed into place, so a crash never leaves a half-written model behind.
+
+Quantized outputs (``q8_0``, ``q5_1``, ``q5_0``, ``q4_1``, ``q4_0``) follow ggml's
+reference quantizers (``quantize_row_*_ref``) bit for bit, applied like whisper.cpp's
+``quantize`` tool does to an f16 file: only the 2-D weight matrices are quantized;
+convolutions, biases, layer norms and positional embeddings keep their f16/f32 types,
+and the header's ftype becomes ``ftype + 1000 * GGML_QNT_VERSION``.
+"""
+
+from __future__ import annotations
+
+from infomux.convert.ct2 import (
+    CT2_DTYPES,
+    Ct2Index,
+    Ct2Variable,
+    read_ct2_index,
+    read_ct2_vocabulary,
+)
+from infomux.convert.driver import convert_ct2_to_ggml
+from infomux.convert.header import N_FFT, N_TEXT_TOKENS, SAMPLE_RATE, mel_filters
+from infomux.convert.quantize import quantize_blocks
+from infomux.ggml import QUANT_TYPES, ProgressFn
+from infomux.ggml import WEIGHT_TYPES as OUT_TYPES
+
+__all__ = [
+    "CT2_DTYPES",
+    "N_FFT",
+    "N_TEXT_TOKENS",
+    "OUT_TYPES",
+    "QUANT_TYPES",
+    "SAMPLE_RATE",
+    "Ct2Index",
+    "Ct2Variable",
+    "ProgressFn",
+    "convert_ct2_to_ggml",
+    "mel_filters",
+    "quantize_blocks",
+    "read_ct2_index",
+    "read_ct2_vocabulary",
+]
