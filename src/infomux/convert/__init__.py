@@ -7,7 +7,7 @@ vocabulary) and :mod:`~infomux.convert.driver` (:func:`convert_ct2_to_ggml`);
 everything public is importable from ``infomux.convert``.
 
 Pure Python + numpy, streaming: ``model.bin`` is indexed once (names, shapes, file
-offsets) and each output tensor is then read in row chunks with ``os.pread``,
+offsets) and each output tensor is then read in row chunks,
 converted and written, so peak memory is a few MB above the interpreter's, not the
 model's size. The output is written to a temporary file in the destination
 directory, fsync'ed, validated with :func:`infomux.ggml.validate_model_file` and

@@ -119,11 +119,16 @@ def read_ct2_index(model_bin: str | os.PathLike[str]) -> Ct2Index:
 
 
 def read_rows(f: BinaryIO, var: Ct2Variable, row0: int, row1: int) -> np.ndarray:
-    """Rows ``[row0, row1)`` of a variable (first axis), in its stored dtype."""
+    """Rows ``[row0, row1)`` of a variable (first axis), in its stored dtype.
+
+    Seeks ``f`` (``os.pread`` would leave its position alone, but does not exist on
+    Windows); the callers own their file objects.
+    """
     row_elems = int(np.prod(var.shape[1:], dtype=np.int64)) if var.shape else 1
     start = var.offset + row0 * row_elems * var.itemsize
     count = (row1 - row0) * row_elems
-    data = os.pread(f.fileno(), count * var.itemsize, start)
+    f.seek(start)
+    data = f.read(count * var.itemsize)
     if len(data) != count * var.itemsize:
         raise ModelError(f"{var.name}: short read from model.bin")
     arr = np.frombuffer(data, dtype=CT2_DTYPES[var.dtype])
