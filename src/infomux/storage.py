@@ -1,13 +1,21 @@
-"""Run directories on disk: atomic writes, run ids, lookup and listing.
+"""Run directories on disk: atomic writes, hashing, inputs, run ids, lookup, listing, locks.
 
 A run lives in ``config.runs_dir()/<run-id>/`` with its ``job.json``. Every write
-of ``job.json`` (and of every output file) goes through :func:`atomic_write_bytes`
+of ``job.json`` (and of every output file) goes through :func:`atomic_open`
 (temp file in the same directory, fsync, rename, fsync of the directory), so a
-reader, or a process killed at any moment, only ever sees a complete file.
+reader, or a process killed at any moment, only ever sees a complete file; files
+get the permissions the umask gives any new file.
+
+An input is checked before it is read (:func:`describe_input`): devices and
+sockets are refused, a pipe or FIFO without data fails after :data:`PIPE_TIMEOUT`.
 
 Run references given by users are validated: a run id must match
 :data:`RUN_ID_RE`, and whatever a reference names must resolve (symlinks
 followed) to a directory directly inside the runs directory.
+
+A process working on a run holds :class:`RunLock` (the run directory's ``.lock``
+file, through the ``filelock`` package: ``flock`` on POSIX, ``LockFileEx`` on
+Windows); the operating system releases it when the process dies.
 """
 
 from __future__ import annotations
