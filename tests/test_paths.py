@@ -20,8 +20,7 @@ import pytest
 from infomux import config
 from infomux.cli import build_parser
 from infomux.commands import resume as resume_cmd
-
-from .conftest import media_path
+from tests.require import media_file
 
 
 @pytest.fixture
@@ -90,9 +89,7 @@ def _infomux(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_run_and_resume_record_absolute_paths(tmp_path: Path) -> None:
     """End to end: a run made in one directory, resumed from another, records absolute paths."""
-    media = media_path() / "speech_a.wav"
-    if not media.is_file():
-        pytest.skip(f"no test media at {media}")
+    media = media_file("speech_a.wav")
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir()
     second.mkdir()

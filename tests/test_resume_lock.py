@@ -20,15 +20,12 @@ import pytest
 
 from infomux import pipeline, storage
 from infomux.job import JobStatus, StepStatus
-
-from .conftest import media_path
+from tests.require import media_file
 
 
 def _left_running(hostname: str, pid: int) -> Path:
     """A run of the ``audio`` pipeline recorded as running by (hostname, pid), then abandoned."""
-    media = media_path() / "speech_a.wav"
-    if not media.is_file():
-        pytest.skip(f"no test media at {media}")
+    media = media_file("speech_a.wav")
     job, run_dir = pipeline.create_run(media, pipeline="audio", config={})
     job.status = JobStatus.RUNNING
     job.steps[0].status = StepStatus.RUNNING
