@@ -118,7 +118,7 @@ def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 
 def test_cli_refuses_dev_zero_and_urandom(hermetic_env: Path) -> None:
     """`infomux run /dev/zero /dev/urandom` returns at once: exit 1, one error line each."""
-    proc = _cli("run", "/dev/zero", "/dev/urandom")
+    proc = _cli("run", "-q", "/dev/zero", "/dev/urandom")
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
@@ -135,7 +135,7 @@ def test_cli_fifo_without_writer_fails_within_the_timeout(tmp_path: Path) -> Non
     fifo = tmp_path / "in.fifo"
     os.mkfifo(fifo)
     started = time.monotonic()
-    proc = _cli("run", str(fifo))
+    proc = _cli("run", "-q", str(fifo))
     elapsed = time.monotonic() - started
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip() == (
