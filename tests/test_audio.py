@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from infomux import audio
+import infomux
+from infomux import audio, storage
 from infomux.audio import (
     SAMPLE_RATE,
     AudioInfo,
@@ -618,7 +619,7 @@ def test_mid_stream_rate_and_layout_change(
 def test_buffer_growth_gives_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
     """A capacity estimate far too small must grow the buffer, not lose samples."""
     reference = _decode("speech_a.flac").samples
-    monkeypatch.setattr(audio, "_MAX_INITIAL_SECONDS", 0.5)
+    monkeypatch.setattr(audio.decode, "_MAX_INITIAL_SECONDS", 0.5)
     grown = decode_audio(MEDIA / "speech_a.flac").samples
     assert np.array_equal(grown, reference)
     assert grown.flags.owndata and grown.flags.c_contiguous
@@ -679,6 +680,7 @@ def test_write_wav_round_trip(tmp_path: Path) -> None:
     assert back.samples.size == samples.size
     assert np.abs(back.samples - samples).max() <= 0.5 / 32768 + 1e-7
     assert [p.name for p in tmp_path.iterdir()] == ["audio.wav"]  # no temp files left
+    assert out.stat().st_mode & 0o777 == 0o666 & ~storage.current_umask()  # not 0600
 
 
 def test_write_wav_clips_and_replaces(tmp_path: Path) -> None:
@@ -735,7 +737,7 @@ def test_quantize_s16_gives_what_audio_wav_holds(tmp_path: Path) -> None:
 def test_import_does_not_load_av() -> None:
     code = "import sys, infomux.audio; print('av' in sys.modules)"
     env = dict(os.environ)
-    src = str(Path(audio.__file__).resolve().parents[1])
+    src = str(Path(infomux.__file__).resolve().parents[1])
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
