@@ -197,15 +197,17 @@ def test_exception_in_callback_is_reraised(test_model: Model, jfk: np.ndarray) -
     test_model.transcribe(jfk[:SR], TranscribeOptions(n_threads=2))
 
 
-def _one_window_encode_seconds(model: Model) -> float:
-    """How long one 30 s encoder pass takes here now (whisper.cpp polls for abort between
-    encoder passes and decoder calls, so this bounds the cancellation latency)."""
-    probe = model.transcribe(np.zeros(5 * SR, dtype=np.float32), TranscribeOptions(n_threads=2))
-    return probe.timings["encode_ms"] / 1000.0
+def _one_window_seconds(model: Model) -> float:
+    """Wall time of transcribing one 30 s window here, now (mel, one encoder pass, its
+    decoding). whisper.cpp polls for abort between encoder passes and decoder calls, so
+    this bounds the cancellation latency on this machine at this load."""
+    started = time.monotonic()
+    model.transcribe(np.zeros(5 * SR, dtype=np.float32), TranscribeOptions(n_threads=2))
+    return time.monotonic() - started
 
 
 def test_cancel_event_stops_inference_quickly(test_model: Model) -> None:
-    allowed = 1.0 + 2 * _one_window_encode_seconds(test_model)
+    allowed = 2 * _one_window_seconds(test_model)
     audio = np.random.default_rng(0).normal(0, 0.1, 120 * SR).astype(np.float32)
     cancel = threading.Event()
     timer = threading.Timer(0.5, cancel.set)
@@ -245,8 +247,9 @@ def test_sigint_raises_keyboard_interrupt_within_a_second(whisper_cpp_dir: Path)
         import numpy as np
         from infomux.engine import Model, TranscribeOptions
         m = Model({str(model)!r})
-        probe = m.transcribe(np.zeros(5 * 16000, dtype=np.float32), TranscribeOptions(n_threads=2))
-        sys.stderr.write("encode %.3f s\\n" % (probe.timings["encode_ms"] / 1000))
+        t = time.monotonic()  # reference: one 30 s window, here, now
+        m.transcribe(np.zeros(5 * 16000, dtype=np.float32), TranscribeOptions(n_threads=2))
+        sys.stderr.write("window %.3f s\\n" % (time.monotonic() - t))
         audio = np.random.default_rng(0).normal(0, 0.1, 120 * 16000).astype(np.float32)
         threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
         t = time.monotonic()
@@ -260,8 +263,8 @@ def test_sigint_raises_keyboard_interrupt_within_a_second(whisper_cpp_dir: Path)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 7, out.stderr
     elapsed = float(out.stderr.split("after ")[1].split(" s")[0])
-    encode = float(out.stderr.split("encode ")[1].split(" s")[0])
-    assert elapsed < 1.0 + 2 * encode
+    window = float(out.stderr.split("window ")[1].split(" s")[0])
+    assert elapsed < 1.0 + 2 * window  # the signal comes at 1.0 s
     assert out.stdout == ""
 
 
