@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cfloat>
+#include <cmath>
 
 #include "ggml-backend.h"
 #include "whisper.h"
@@ -11,12 +12,25 @@ namespace infomux {
 namespace {
 
 constexpr int kSampleRate = WHISPER_SAMPLE_RATE;
+// whisper_full_with_state returns without output below 100 ms of audio.
+constexpr int kMinSamples = kSampleRate / 10;
 
-// Reads results either from an explicit state (inside callbacks) or from the
-// context's own state (after whisper_full returns).
+// Models whose transcribe() is running on this thread (a callback calling back into
+// the same model would deadlock or free what is in use).
+thread_local std::vector<const void*> t_active_models;
+
+struct ActiveCall {
+    explicit ActiveCall(const void* model) { t_active_models.push_back(model); }
+    ~ActiveCall() { t_active_models.pop_back(); }
+    ActiveCall(const ActiveCall&) = delete;
+    ActiveCall& operator=(const ActiveCall&) = delete;
+};
+
+// Reads results from a state, or from the context's own state (state == nullptr,
+// only in builds without patch 0002 that cannot name it).
 struct ResultReader {
     whisper_context* ctx;
-    whisper_state* state;  // nullptr: the context's state
+    whisper_state* state;
 
     int n_segments() const {
         return state ? whisper_full_n_segments_from_state(state) : whisper_full_n_segments(ctx);
@@ -48,11 +62,14 @@ struct ResultReader {
         }
         return seg;
     }
+
+    int lang_id() const {
+        return state ? whisper_full_lang_id_from_state(state) : whisper_full_lang_id(ctx);
+    }
 };
 
 struct CallbackData {
     Hooks* hooks;
-    whisper_context* ctx;
 };
 
 void on_new_segment(whisper_context* ctx, whisper_state* state, int n_new, void* user_data) {
@@ -137,9 +154,88 @@ whisper_full_params make_full_params(const DecodeParams& p, const std::string& l
     return fp;
 }
 
+whisper_state* default_state(whisper_context* ctx) {
+#ifdef INFOMUX_PATCH_STATE_TIMINGS
+    return whisper_infomux_default_state(ctx);
+#else
+    (void)ctx;
+    return nullptr;
+#endif
+}
+
+void reset_timings(whisper_context* ctx, whisper_state* state) {
+#ifdef INFOMUX_PATCH_STATE_TIMINGS
+    if (state) {
+        whisper_infomux_reset_state_timings(state);
+        return;
+    }
+#else
+    (void)state;
+#endif
+    whisper_reset_timings(ctx);
+}
+
+Timings read_timings(whisper_context* ctx, whisper_state* state, bool own_state) {
+    Timings t;
+#ifdef INFOMUX_PATCH_STATE_TIMINGS
+    (void)ctx;
+    (void)own_state;
+    if (state) {
+        whisper_infomux_timings raw{};
+        whisper_infomux_get_state_timings(state, &raw);
+        t.mel_ms = raw.t_mel_us / 1000.0;
+        t.sample_ms = raw.t_sample_us / 1000.0;
+        t.encode_ms = raw.t_encode_us / 1000.0;
+        t.decode_ms = raw.t_decode_us / 1000.0;
+        t.batchd_ms = raw.t_batchd_us / 1000.0;
+        t.prompt_ms = raw.t_prompt_us / 1000.0;
+        t.n_sample = raw.n_sample;
+        t.n_encode = raw.n_encode;
+        t.n_decode = raw.n_decode;
+        t.n_batchd = raw.n_batchd;
+        t.n_prompt = raw.n_prompt;
+        t.n_fallbacks = raw.n_fail_p + raw.n_fail_h;
+        t.available = true;
+    }
+#else
+    (void)state;
+    // Unpatched whisper.cpp reports per-call averages of the context's own state only.
+    if (own_state) {
+        if (whisper_timings* avg = whisper_get_timings(ctx)) {
+            t.sample_ms = avg->sample_ms;
+            t.encode_ms = avg->encode_ms;
+            t.decode_ms = avg->decode_ms;
+            t.batchd_ms = avg->batchd_ms;
+            t.prompt_ms = avg->prompt_ms;
+            t.n_sample = t.n_encode = t.n_decode = t.n_batchd = t.n_prompt = 1;
+            t.available = true;
+            delete avg;
+        }
+    }
+#endif
+    return t;
+}
+
 }  // namespace
 
 void ContextDeleter::operator()(whisper_context* ctx) const { whisper_free(ctx); }
+void StateDeleter::operator()(whisper_state* state) const { whisper_free_state(state); }
+
+// Holds a state of the pool for one call.
+class Model::Lease {
+public:
+    Lease(Model& model, bool need_own_state)
+        : model_(model), slot_(model.acquire(need_own_state)) {}
+    ~Lease() { model_.release(slot_); }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    int index() const { return slot_; }
+    Slot& slot() { return *model_.slots_[static_cast<size_t>(slot_)]; }
+
+private:
+    Model& model_;
+    int slot_;
+};
 
 Model::Model(const std::string& path, const ModelParams& params) {
     whisper_context_params cp = whisper_context_default_params();
@@ -148,83 +244,220 @@ Model::Model(const std::string& path, const ModelParams& params) {
     cp.gpu_device = params.gpu_device;
     cp.dtw_token_timestamps = false;
     ctx_.reset(whisper_init_from_file_with_params(path.c_str(), cp));
-    if (!ctx_) throw std::runtime_error("whisper.cpp could not load the model file " + path);
+    if (!ctx_) throw EngineFailure("whisper.cpp could not load the model file " + path);
+    info_.is_multilingual = whisper_is_multilingual(ctx_.get()) != 0;
+    info_.n_vocab = whisper_n_vocab(ctx_.get());
+    info_.token_eot = whisper_token_eot(ctx_.get());
+    info_.model_type = whisper_model_type_readable(ctx_.get());
+    info_.ftype = whisper_model_ftype(ctx_.get());
+    auto own = std::make_unique<Slot>();
+    own->state = default_state(ctx_.get());
+    slots_.push_back(std::move(own));
 }
 
-whisper_context* Model::ctx() const {
-    if (!ctx_) throw std::logic_error("the model is closed");
-    return ctx_.get();
-}
-
-void Model::close() {
-    std::lock_guard<std::mutex> lock(mutex_);
+Model::~Model() {
+    std::unique_lock<std::mutex> lock(pool_mutex_);
+    closed_ = true;
+    pool_cv_.wait(lock, [this] { return running_ == 0; });
+    slots_.clear();
     ctx_.reset();
 }
 
-bool Model::is_multilingual() const { return whisper_is_multilingual(ctx()) != 0; }
-int Model::n_vocab() const { return whisper_n_vocab(ctx()); }
-int Model::token_eot() const { return whisper_token_eot(ctx()); }
-std::string Model::model_type() const { return whisper_model_type_readable(ctx()); }
-int Model::ftype() const { return whisper_model_ftype(ctx()); }
+bool Model::inside_own_call() const {
+    return std::find(t_active_models.begin(), t_active_models.end(),
+                     static_cast<const void*>(this)) != t_active_models.end();
+}
+
+void Model::close() {
+    if (inside_own_call()) {
+        throw std::logic_error("close() was called from inside a transcription of this model");
+    }
+    std::unique_lock<std::mutex> lock(pool_mutex_);
+    closed_ = true;
+    pool_cv_.wait(lock, [this] { return running_ == 0; });
+    slots_.clear();  // the states before the context they were made from
+    ctx_.reset();
+}
+
+int Model::n_states() const {
+    std::lock_guard<std::mutex> lock(pool_mutex_);
+    return static_cast<int>(slots_.size());
+}
+
+int Model::n_busy() const {
+    std::lock_guard<std::mutex> lock(pool_mutex_);
+    return running_;
+}
+
+int Model::acquire(bool need_own_state) {
+    std::unique_lock<std::mutex> lock(pool_mutex_);
+    for (;;) {
+        if (closed_) throw std::logic_error("the model is closed");
+        if (need_own_state) {
+            if (!slots_[0]->busy) {
+                slots_[0]->busy = true;
+                ++running_;
+                return 0;
+            }
+        } else {
+            for (size_t i = 0; i < slots_.size(); ++i) {
+                if (!slots_[i]->busy) {
+                    slots_[i]->busy = true;
+                    ++running_;
+                    return static_cast<int>(i);
+                }
+            }
+            // none free: another state for this call, on the same weights
+            whisper_state* state = whisper_init_state(ctx_.get());
+            if (state == nullptr) throw EngineFailure("whisper.cpp could not create a state");
+            auto slot = std::make_unique<Slot>();
+            slot->state = state;
+            slot->owned.reset(state);
+            slot->busy = true;
+            slots_.push_back(std::move(slot));
+            ++running_;
+            return static_cast<int>(slots_.size() - 1);
+        }
+        pool_cv_.wait(lock);
+    }
+}
+
+void Model::release(int slot) {
+    {
+        std::lock_guard<std::mutex> lock(pool_mutex_);
+        slots_[static_cast<size_t>(slot)]->busy = false;
+        --running_;
+    }
+    pool_cv_.notify_all();
+}
 
 TranscribeResult Model::transcribe(const float* samples, size_t n_samples,
                                    const DecodeParams& params, Hooks& hooks) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    whisper_context* c = ctx();
-    TranscribeResult result;
+    if (inside_own_call()) {
+        throw std::logic_error("transcribe() was called from inside a transcription of this model");
+    }
     if (n_samples > static_cast<size_t>(INT32_MAX)) {
         throw std::invalid_argument("audio is too long for one call (more than 2^31 samples)");
     }
     const int n = static_cast<int>(n_samples);
+    const int n_threads = std::max(1, params.n_threads);
+    if (params.vad && params.vad_model_path.empty()) {
+        throw std::invalid_argument("vad needs the path of a Silero VAD model");
+    }
+    if (!params.language.empty() && params.language != "auto" &&
+        whisper_lang_id(params.language.c_str()) < 0) {
+        throw std::invalid_argument("unknown language code '" + params.language + "'");
+    }
+
+    // whisper.cpp's own VAD runs on the context's state only (whisper_full), and caches
+    // the VAD model there: a call with another VAD model would silently reuse the first.
+    Lease lease(*this, params.vad);
+    ActiveCall active(this);
+    Slot& slot = lease.slot();
+    if (params.vad) {
+        if (!slot.vad_model.empty() && slot.vad_model != params.vad_model_path) {
+            throw std::invalid_argument("this model already runs whisper.cpp's VAD with " +
+                                        slot.vad_model + "; load another Model to use " +
+                                        params.vad_model_path);
+        }
+        slot.vad_model = params.vad_model_path;
+    }
+    whisper_context* c = ctx_.get();
+    whisper_state* state = slot.state;  // nullptr: the context's own (unpatched build)
+
+    TranscribeResult result;
+    result.state_slot = lease.index();
 
     // Language: English-only models always speak "en"; otherwise detect it on the
     // first 30 s so that the probability can be reported.
     std::string language = params.language;
-    if (!whisper_is_multilingual(c)) {
+    if (!info_.is_multilingual) {
         language = "en";
     } else if (language.empty() || language == "auto") {
         language.clear();
-        if (n >= kSampleRate) {
+        if (n >= kMinSamples) {
             const int n_first = std::min(n, 30 * kSampleRate);
-            if (whisper_pcm_to_mel(c, samples, n_first, std::max(1, params.n_threads)) != 0) {
-                throw std::runtime_error("whisper.cpp failed to compute the mel spectrogram");
-            }
+            const int rc = state ? whisper_pcm_to_mel_with_state(c, state, samples, n_first, n_threads)
+                                 : whisper_pcm_to_mel(c, samples, n_first, n_threads);
+            if (rc != 0) throw EngineFailure("whisper.cpp failed to compute the mel spectrogram");
             std::vector<float> probs(static_cast<size_t>(whisper_lang_max_id() + 1), 0.0f);
-            const int id = whisper_lang_auto_detect(c, 0, std::max(1, params.n_threads), probs.data());
-            if (id < 0) throw std::runtime_error("whisper.cpp failed to detect the language");
+            const int id = state ? whisper_lang_auto_detect_with_state(c, state, 0, n_threads, probs.data())
+                                 : whisper_lang_auto_detect(c, 0, n_threads, probs.data());
+            if (id < 0) throw EngineFailure("whisper.cpp failed to detect the language");
             language = whisper_lang_str(id);
             result.language_probability = probs[static_cast<size_t>(id)];
         }
-    } else if (whisper_lang_id(language.c_str()) < 0) {
-        throw std::invalid_argument("unknown language code '" + language + "'");
     }
     result.language = language;
-    if (language.empty()) return result;  // too short to detect: nothing to transcribe
+    if (language.empty() || n < kMinSamples) return result;  // too short: nothing to transcribe
 
-    CallbackData cb{&hooks, c};
+    CallbackData cb{&hooks};
     whisper_full_params fp = make_full_params(params, language, &cb);
-    whisper_reset_timings(c);
-    const int rc = whisper_full(c, fp, samples, n);
+    reset_timings(c, state);
+    const int rc = (params.vad || state == nullptr) ? whisper_full(c, fp, samples, n)
+                                                    : whisper_full_with_state(c, state, fp, samples, n);
     if (hooks.aborted()) throw Aborted();
     if (rc != 0) {
-        throw std::runtime_error("whisper.cpp inference failed (whisper_full returned " +
-                                 std::to_string(rc) + ")");
+        throw EngineFailure("whisper.cpp inference failed (whisper_full returned " +
+                            std::to_string(rc) + ")");
     }
 
     hooks.report_progress(100);
 
-    ResultReader reader{c, nullptr};
+    ResultReader reader{c, state};
     const int n_segments = reader.n_segments();
     result.segments.reserve(static_cast<size_t>(n_segments));
     for (int i = 0; i < n_segments; ++i) result.segments.push_back(reader.segment(i));
-    const int lang = whisper_full_lang_id(c);
+    const int lang = reader.lang_id();
     if (lang >= 0) result.language = whisper_lang_str(lang);
-
-    if (whisper_timings* t = whisper_get_timings(c)) {
-        result.timings = Timings{t->sample_ms, t->encode_ms, t->decode_ms, t->batchd_ms, t->prompt_ms};
-        delete t;
-    }
+    result.timings = read_timings(c, state, lease.index() == 0);
     return result;
+}
+
+VadModel::VadModel(const std::string& path, int n_threads) {
+    whisper_vad_context_params vp = whisper_vad_default_context_params();
+    vp.n_threads = std::max(1, n_threads);
+    vp.use_gpu = false;
+    ctx_ = whisper_vad_init_from_file_with_params(path.c_str(), vp);
+    if (ctx_ == nullptr) throw EngineFailure("whisper.cpp could not load the VAD model " + path);
+}
+
+VadModel::~VadModel() { close(); }
+
+void VadModel::close() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (ctx_) {
+        whisper_vad_free(ctx_);
+        ctx_ = nullptr;
+    }
+}
+
+std::vector<SpeechSpan> VadModel::speech(const float* samples, size_t n_samples,
+                                         const VadParams& params) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!ctx_) throw std::logic_error("the VAD model is closed");
+    if (n_samples > static_cast<size_t>(INT32_MAX)) {
+        throw std::invalid_argument("audio is too long for one call (more than 2^31 samples)");
+    }
+    std::vector<SpeechSpan> spans;
+    if (n_samples == 0) return spans;
+    whisper_vad_params vp = whisper_vad_default_params();
+    vp.threshold = params.threshold;
+    vp.min_speech_duration_ms = params.min_speech_ms;
+    vp.min_silence_duration_ms = params.min_silence_ms;
+    vp.max_speech_duration_s = params.max_speech_s > 0 ? params.max_speech_s : FLT_MAX;
+    vp.speech_pad_ms = params.speech_pad_ms;
+    whisper_vad_segments* segments =
+        whisper_vad_segments_from_samples(ctx_, vp, samples, static_cast<int>(n_samples));
+    if (segments == nullptr) throw EngineFailure("whisper.cpp's VAD failed");
+    const int count = whisper_vad_segments_n_segments(segments);
+    spans.reserve(static_cast<size_t>(count));
+    for (int i = 0; i < count; ++i) {
+        spans.push_back(SpeechSpan{whisper_vad_segments_get_segment_t0(segments, i) / 100.0,
+                                   whisper_vad_segments_get_segment_t1(segments, i) / 100.0});
+    }
+    whisper_vad_free_segments(segments);
+    return spans;
 }
 
 std::string whisper_version() { return ::whisper_version(); }
@@ -244,5 +477,15 @@ std::string lang_str(int id) {
     return s ? s : "";
 }
 int lang_id(const std::string& lang) { return whisper_lang_id(lang.c_str()); }
+
+bool set_all_logits(bool all) {
+#ifdef INFOMUX_PATCH_LOGITS
+    whisper_infomux_set_all_logits(all);
+    return true;
+#else
+    (void)all;
+    return false;
+#endif
+}
 
 }  // namespace infomux

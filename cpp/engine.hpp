@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -15,6 +16,8 @@
 #include <vector>
 
 struct whisper_context;
+struct whisper_state;
+struct whisper_vad_context;
 
 namespace infomux {
 
@@ -69,8 +72,12 @@ struct SegmentRecord {
     std::vector<TokenRecord> tokens;
 };
 
+// Where one call's time went: totals in milliseconds and how many times each stage ran.
 struct Timings {
-    float sample_ms = 0, encode_ms = 0, decode_ms = 0, batchd_ms = 0, prompt_ms = 0;
+    double mel_ms = 0, sample_ms = 0, encode_ms = 0, decode_ms = 0, batchd_ms = 0, prompt_ms = 0;
+    int n_sample = 0, n_encode = 0, n_decode = 0, n_batchd = 0, n_prompt = 0;
+    int n_fallbacks = 0;  // windows decoded again at a higher temperature
+    bool available = false;  // false: this build cannot read a state's timings
 };
 
 struct TranscribeResult {
@@ -78,6 +85,7 @@ struct TranscribeResult {
     std::string language;
     float language_probability = -1.0f;  // -1: not detected (given, or English-only model)
     Timings timings;
+    int state_slot = -1;  // which whisper_state of the model ran it (0 = the context's own)
 };
 
 // Raised when inference stopped because Hooks::poll_abort() said so.
@@ -86,11 +94,17 @@ public:
     Aborted() : std::runtime_error("inference aborted") {}
 };
 
+// whisper.cpp reported a failure (not an abort, not bad input).
+class EngineFailure : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
 // Called from inside inference, on the thread that called transcribe().
 class Hooks {
 public:
     virtual ~Hooks() = default;
-    // Polled by ggml after every graph node; the first true is latched.
+    // Polled between encoder and decoder passes; the first true is latched.
     bool poll_abort() {
         if (aborted_.load(std::memory_order_relaxed)) return true;
         if (check_abort()) {
@@ -124,27 +138,92 @@ struct ContextDeleter {
 };
 using ContextPtr = std::unique_ptr<whisper_context, ContextDeleter>;
 
-// A loaded model. transcribe() may be called from several threads: whisper_full
-// is not thread-safe for one context, and VAD runs only on the context's own
-// state, so calls on one Model are serialised by a mutex.
+struct StateDeleter {
+    void operator()(whisper_state* state) const;
+};
+using StatePtr = std::unique_ptr<whisper_state, StateDeleter>;
+
+// Facts about a loaded model, read once at load time (no lock needed to read them).
+struct ModelInfo {
+    bool is_multilingual = false;
+    int n_vocab = 0;
+    int token_eot = 0;
+    std::string model_type;
+    int ftype = 0;
+};
+
+// A loaded model: the weights once (one whisper_context), and a pool of
+// whisper_states, one per transcription running at the same time. transcribe() may
+// be called from several threads: each call takes a free state (creating one when
+// none is free), so calls run in parallel on one copy of the weights. State 0 is the
+// context's own; whisper.cpp's built-in VAD (DecodeParams::vad) only runs there.
 class Model {
 public:
     Model(const std::string& path, const ModelParams& params);
+    ~Model();
+    Model(const Model&) = delete;
+    Model& operator=(const Model&) = delete;
 
     TranscribeResult transcribe(const float* samples, size_t n_samples, const DecodeParams& params,
                                 Hooks& hooks);
 
-    bool is_multilingual() const;
-    int n_vocab() const;
-    int token_eot() const;
-    std::string model_type() const;
-    int ftype() const;
+    const ModelInfo& info() const { return info_; }
+    // Frees the model after the calls running on it have finished. Throws
+    // std::logic_error when called from inside one of its own calls (a callback).
     void close();
-    bool closed() const { return !ctx_; }
+    bool closed() const { return closed_.load(); }
+    // States created so far (the pool's size) and how many are running now.
+    int n_states() const;
+    int n_busy() const;
 
 private:
-    whisper_context* ctx() const;
+    struct Slot {
+        whisper_state* state = nullptr;  // slot 0: the context's own state
+        StatePtr owned;                  // slots 1..: created on demand
+        bool busy = false;
+        std::string vad_model;  // the VAD model whisper.cpp cached on this state
+    };
+    class Lease;
+
+    int acquire(bool need_own_state);
+    void release(int slot);
+    bool inside_own_call() const;
+
     ContextPtr ctx_;
+    ModelInfo info_;
+    std::atomic<bool> closed_{false};
+    mutable std::mutex pool_mutex_;
+    std::condition_variable pool_cv_;
+    std::vector<std::unique_ptr<Slot>> slots_;
+    int running_ = 0;
+};
+
+// Silero VAD (whisper.cpp's whisper_vad_* API): speech spans of a whole buffer.
+struct SpeechSpan {
+    double start;  // seconds
+    double end;
+};
+
+struct VadParams {
+    float threshold = 0.5f;
+    int min_speech_ms = 250;
+    int min_silence_ms = 100;
+    float max_speech_s = 0.0f;  // 0: no limit
+    int speech_pad_ms = 30;
+};
+
+class VadModel {
+public:
+    VadModel(const std::string& path, int n_threads);
+    ~VadModel();
+    VadModel(const VadModel&) = delete;
+    VadModel& operator=(const VadModel&) = delete;
+    // Serialised: one whisper_vad_context keeps LSTM state between windows.
+    std::vector<SpeechSpan> speech(const float* samples, size_t n_samples, const VadParams& params);
+    void close();
+
+private:
+    whisper_vad_context* ctx_ = nullptr;
     std::mutex mutex_;
 };
 
@@ -155,5 +234,8 @@ std::vector<std::string> backend_names();
 int lang_max_id();
 std::string lang_str(int id);
 int lang_id(const std::string& lang);
+// Patch 0001's switch: true projects every token of a batch onto the vocabulary, as
+// unpatched whisper.cpp does (tests and benchmarks). Returns false if the build lacks it.
+bool set_all_logits(bool all);
 
 }  // namespace infomux

@@ -3,18 +3,23 @@
 // Rules kept here: the GIL is released around model loading and the whole of
 // inference; callbacks take it only to call Python; a Python exception raised in
 // a callback (or a signal handler, e.g. KeyboardInterrupt) aborts inference and
-// is re-raised in the caller once whisper_full has returned; whisper.cpp/ggml log
-// lines go to the Python logger "infomux.whisper", filtered by level before the
-// GIL is taken.
+// is re-raised in the caller once whisper_full has returned (as itself, before any
+// error of whisper.cpp's); no C++ exception ever unwinds through whisper.cpp;
+// whisper.cpp/ggml log lines go to the Python logger "infomux.whisper", filtered by
+// level before the GIL is taken, and the last ERROR line of a failed call is added to
+// its exception.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <atomic>
 #include <chrono>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "engine.hpp"
 #include "ggml.h"
@@ -31,6 +36,9 @@ using namespace pybind11::literals;
 #endif
 #ifndef INFOMUX_WHISPER_ORIGIN
 #define INFOMUX_WHISPER_ORIGIN ""
+#endif
+#ifndef INFOMUX_PATCHES
+#define INFOMUX_PATCHES "none"
 #endif
 
 namespace {
@@ -59,14 +67,28 @@ bool python_finalizing() {
 #endif
 }
 
+// The last ERROR line whisper.cpp logged on this thread (shown in the failure's message
+// even when the logger would not print it).
+thread_local std::string g_last_error;
+
+std::string strip_newlines(const char* text) {
+    std::string message(text);
+    while (!message.empty() && (message.back() == '\n' || message.back() == '\r')) message.pop_back();
+    return message;
+}
+
 void log_to_python(ggml_log_level level, const char* text, void*) {
     int lvl = static_cast<int>(level);
     if (lvl == GGML_LOG_LEVEL_CONT) lvl = g_last_log_level;
     g_last_log_level = lvl;
-    if (lvl < g_log_min_level.load(std::memory_order_relaxed) || text == nullptr) return;
+    if (text == nullptr) return;
+    if (lvl == GGML_LOG_LEVEL_ERROR) {
+        std::string line = strip_newlines(text);
+        if (!line.empty()) g_last_error = line;
+    }
+    if (lvl < g_log_min_level.load(std::memory_order_relaxed)) return;
     if (!Py_IsInitialized() || python_finalizing()) return;
-    std::string message(text);
-    while (!message.empty() && (message.back() == '\n' || message.back() == '\r')) message.pop_back();
+    std::string message = strip_newlines(text);
     if (message.empty()) return;
     py::gil_scoped_acquire gil;
     try {
@@ -101,6 +123,21 @@ py::tuple segment_to_python(const infomux::SegmentRecord& seg) {
     return py::make_tuple(seg.t0, seg.t1, py::bytes(seg.text), seg.no_speech_prob, tokens);
 }
 
+// The engine reads float32 mono samples in place: refuse anything else before C++.
+void check_samples(const py::array& samples) {
+    if (!samples.dtype().is(py::dtype::of<float>())) {
+        throw py::type_error("samples must be a float32 array, got " +
+                             std::string(py::str(samples.dtype())));
+    }
+    if (samples.ndim() != 1) {
+        throw py::value_error("samples must be 1-D (mono), got " +
+                              std::to_string(samples.ndim()) + " dimensions");
+    }
+    if (!(samples.flags() & py::array::c_style)) {
+        throw py::value_error("samples must be C-contiguous");
+    }
+}
+
 // Hooks that reach Python. Every Python call happens with the GIL taken here and
 // any exception is stashed, which aborts inference at the next poll.
 class PyHooks final : public infomux::Hooks {
@@ -117,8 +154,8 @@ public:
         py::gil_scoped_acquire gil;
         try {
             for (const auto& seg : segments) on_segment_(segment_to_python(seg));
-        } catch (py::error_already_set& err) {
-            pending_.emplace(std::move(err));
+        } catch (...) {
+            stash_current();
         }
     }
 
@@ -127,8 +164,8 @@ public:
         py::gil_scoped_acquire gil;
         try {
             on_progress_(percent);
-        } catch (py::error_already_set& err) {
-            pending_.emplace(std::move(err));
+        } catch (...) {
+            stash_current();
         }
     }
 
@@ -142,6 +179,24 @@ public:
     }
 
     bool cancelled() const { return cancelled_; }
+
+    // Keeps the exception being handled (GIL held) as a Python exception: a Python one
+    // as itself, any C++ one (bad_alloc, a cast error) as RuntimeError. Nothing unwinds
+    // through whisper.cpp, which is not exception-safe.
+    void stash_current() {
+        try {
+            throw;
+        } catch (py::error_already_set& err) {
+            pending_.emplace(std::move(err));
+        } catch (const std::exception& exc) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            (std::string("error in an infomux callback: ") + exc.what()).c_str());
+            pending_.emplace();
+        } catch (...) {
+            PyErr_SetString(PyExc_RuntimeError, "unknown C++ error in an infomux callback");
+            pending_.emplace();
+        }
+    }
 
 protected:
     bool check_abort() override {
@@ -162,8 +217,8 @@ protected:
                     cancelled_ = true;
                     return true;
                 }
-            } catch (py::error_already_set& err) {
-                pending_.emplace(std::move(err));
+            } catch (...) {
+                stash_current();
                 return true;
             }
         }
@@ -191,51 +246,82 @@ public:
 
     py::dict transcribe(const py::array& samples, const infomux::DecodeParams& params,
                         py::object on_segment, py::object on_progress, py::object should_abort) {
-        if (!samples.dtype().is(py::dtype::of<float>())) {
-            throw py::type_error("samples must be a float32 array, got " +
-                                 std::string(py::str(samples.dtype())));
-        }
-        if (samples.ndim() != 1) {
-            throw py::value_error("samples must be 1-D (mono), got " +
-                                  std::to_string(samples.ndim()) + " dimensions");
-        }
-        if (!(samples.flags() & py::array::c_style)) {
-            throw py::value_error("samples must be C-contiguous");
-        }
+        check_samples(samples);
         // The buffer is used in place: no copy. `samples` keeps it alive.
         const auto* data = static_cast<const float*>(samples.data());
         const auto n = static_cast<size_t>(samples.shape(0));
 
         PyHooks hooks(std::move(on_segment), std::move(on_progress), std::move(should_abort));
+        infomux::Model& engine = model();
         infomux::TranscribeResult result;
         bool aborted = false;
+        std::exception_ptr failure;
+        std::string native_error;
         {
             py::gil_scoped_release release;
+            g_last_error.clear();
             try {
-                result = model().transcribe(data, n, params, hooks);
+                result = engine.transcribe(data, n, params, hooks);
             } catch (const infomux::Aborted&) {
                 aborted = true;
+            } catch (...) {
+                failure = std::current_exception();
+                native_error = g_last_error;
             }
         }
+        // A callback's own exception comes first, as itself.
         hooks.raise_pending();
         if (aborted) {
             throw AbortedError(hooks.cancelled() ? "transcription cancelled"
                                                  : "transcription aborted");
+        }
+        if (failure) {
+            try {
+                std::rethrow_exception(failure);
+            } catch (const infomux::EngineFailure& exc) {
+                std::string message = exc.what();
+                if (!native_error.empty()) message += ": " + native_error;
+                throw EngineFailureError(message);
+            }
         }
 
         py::list segments(result.segments.size());
         for (size_t i = 0; i < result.segments.size(); ++i) {
             segments[i] = segment_to_python(result.segments[i]);
         }
-        const auto& t = result.timings;
         return py::dict(
             "segments"_a = segments, "language"_a = result.language,
             "language_probability"_a =
                 result.language_probability < 0 ? py::object(py::none())
                                                 : py::object(py::float_(result.language_probability)),
-            "timings"_a = py::dict("sample_ms"_a = t.sample_ms, "encode_ms"_a = t.encode_ms,
-                                   "decode_ms"_a = t.decode_ms, "batchd_ms"_a = t.batchd_ms,
-                                   "prompt_ms"_a = t.prompt_ms));
+            "timings"_a = timings_to_python(result.timings), "state_slot"_a = result.state_slot);
+    }
+
+    // Per-call averages under the keys job.json has always had, plus totals and counts.
+    static py::dict timings_to_python(const infomux::Timings& t) {
+        py::dict out;
+        if (!t.available) return out;
+        const auto avg = [](double total, int count) { return count > 0 ? total / count : 0.0; };
+        out["sample_ms"] = avg(t.sample_ms, t.n_sample);
+        out["encode_ms"] = avg(t.encode_ms, t.n_encode);
+        out["decode_ms"] = avg(t.decode_ms, t.n_decode);
+        out["batchd_ms"] = avg(t.batchd_ms, t.n_batchd);
+        out["prompt_ms"] = avg(t.prompt_ms, t.n_prompt);
+#ifdef INFOMUX_PATCH_STATE_TIMINGS
+        out["mel_total_ms"] = t.mel_ms;
+        out["sample_total_ms"] = t.sample_ms;
+        out["encode_total_ms"] = t.encode_ms;
+        out["decode_total_ms"] = t.decode_ms;
+        out["batchd_total_ms"] = t.batchd_ms;
+        out["prompt_total_ms"] = t.prompt_ms;
+        out["sample_calls"] = t.n_sample;
+        out["encode_calls"] = t.n_encode;
+        out["decode_calls"] = t.n_decode;
+        out["batchd_calls"] = t.n_batchd;
+        out["prompt_calls"] = t.n_prompt;
+        out["fallbacks"] = t.n_fallbacks;
+#endif
+        return out;
     }
 
     infomux::Model& model() {
@@ -245,7 +331,7 @@ public:
 
     void close() {
         if (!model_) return;
-        py::gil_scoped_release release;
+        py::gil_scoped_release release;  // waits for calls running on other threads
         model_->close();
     }
 
@@ -253,9 +339,58 @@ public:
     public:
         using std::runtime_error::runtime_error;
     };
+    class EngineFailureError : public std::runtime_error {
+    public:
+        using std::runtime_error::runtime_error;
+    };
 
 private:
     std::unique_ptr<infomux::Model> model_;
+};
+
+// Silero VAD: speech spans (seconds) of a whole float32 buffer.
+class PyVadModel {
+public:
+    PyVadModel(const std::string& path, int n_threads) {
+        py::gil_scoped_release release;
+        try {
+            vad_ = std::make_unique<infomux::VadModel>(path, n_threads);
+        } catch (const infomux::EngineFailure& exc) {
+            throw PyModel::EngineFailureError(exc.what());
+        }
+    }
+
+    std::vector<std::pair<double, double>> speech(const py::array& samples,
+                                                  const infomux::VadParams& params) {
+        if (!vad_) throw py::value_error("the VAD model is closed");
+        check_samples(samples);
+        const auto* data = static_cast<const float*>(samples.data());
+        const auto n = static_cast<size_t>(samples.shape(0));
+        std::vector<infomux::SpeechSpan> spans;
+        std::string failure;
+        {
+            py::gil_scoped_release release;
+            try {
+                spans = vad_->speech(data, n, params);
+            } catch (const infomux::EngineFailure& exc) {
+                failure = exc.what();
+            }
+        }
+        if (!failure.empty()) throw PyModel::EngineFailureError(failure);
+        std::vector<std::pair<double, double>> out;
+        out.reserve(spans.size());
+        for (const auto& span : spans) out.emplace_back(span.start, span.end);
+        return out;
+    }
+
+    void close() {
+        if (!vad_) return;
+        py::gil_scoped_release release;
+        vad_.reset();
+    }
+
+private:
+    std::unique_ptr<infomux::VadModel> vad_;
 };
 
 }  // namespace
@@ -266,8 +401,10 @@ PYBIND11_MODULE(_whisper, m) {
     m.attr("BUILD_OPTIONS") = INFOMUX_BUILD_OPTIONS;
     m.attr("WHISPER_ORIGIN") = INFOMUX_WHISPER_ORIGIN;
     m.attr("SAMPLE_RATE") = WHISPER_SAMPLE_RATE;
+    m.attr("PATCHES") = INFOMUX_PATCHES;
 
     py::register_exception<PyModel::AbortedError>(m, "AbortedError", PyExc_RuntimeError);
+    py::register_exception<PyModel::EngineFailureError>(m, "EngineFailure", PyExc_RuntimeError);
 
     whisper_log_set(log_to_python, nullptr);
 
@@ -279,6 +416,24 @@ PYBIND11_MODULE(_whisper, m) {
     m.def("lang_id", &infomux::lang_id, "lang"_a, "Id of a language code (-1 if unknown).");
     m.def("set_log_level", &set_log_level, "level"_a,
           "Forward native log lines at this Python logging level and above.");
+    m.def("set_all_logits", &infomux::set_all_logits, "all"_a,
+          "Patch 0001's switch: True projects every token onto the vocabulary, as unpatched "
+          "whisper.cpp does. Returns False if this build lacks the patch.");
+
+    py::class_<infomux::VadParams>(m, "VadParams")
+        .def(py::init<>())
+        .def_readwrite("threshold", &infomux::VadParams::threshold)
+        .def_readwrite("min_speech_ms", &infomux::VadParams::min_speech_ms)
+        .def_readwrite("min_silence_ms", &infomux::VadParams::min_silence_ms)
+        .def_readwrite("max_speech_s", &infomux::VadParams::max_speech_s)
+        .def_readwrite("speech_pad_ms", &infomux::VadParams::speech_pad_ms);
+
+    py::class_<PyVadModel>(m, "VadModel")
+        .def(py::init<const std::string&, int>(), "path"_a, "n_threads"_a = 1,
+             "Load a ggml Silero VAD model (validate the file first).")
+        .def("speech", &PyVadModel::speech, "samples"_a, "params"_a,
+             "Speech spans (start, end) in seconds of 16 kHz mono float32 samples.")
+        .def("close", &PyVadModel::close, "Free the native VAD model.");
 
     py::class_<infomux::DecodeParams>(m, "DecodeParams")
         .def(py::init<>())
@@ -320,9 +475,13 @@ PYBIND11_MODULE(_whisper, m) {
                 return true;
             }
         })
-        .def_property_readonly("is_multilingual", [](PyModel& self) { return self.model().is_multilingual(); })
-        .def_property_readonly("n_vocab", [](PyModel& self) { return self.model().n_vocab(); })
-        .def_property_readonly("token_eot", [](PyModel& self) { return self.model().token_eot(); })
-        .def_property_readonly("model_type", [](PyModel& self) { return self.model().model_type(); })
-        .def_property_readonly("ftype", [](PyModel& self) { return self.model().ftype(); });
+        .def_property_readonly("is_multilingual", [](PyModel& self) { return self.model().info().is_multilingual; })
+        .def_property_readonly("n_vocab", [](PyModel& self) { return self.model().info().n_vocab; })
+        .def_property_readonly("token_eot", [](PyModel& self) { return self.model().info().token_eot; })
+        .def_property_readonly("model_type", [](PyModel& self) { return self.model().info().model_type; })
+        .def_property_readonly("ftype", [](PyModel& self) { return self.model().info().ftype; })
+        .def_property_readonly("n_states", [](PyModel& self) { return self.model().n_states(); },
+                               "whisper_states created so far (one per concurrent call).")
+        .def_property_readonly("n_busy", [](PyModel& self) { return self.model().n_busy(); },
+                               "Calls running on the model now.");
 }

@@ -9,4 +9,7 @@ cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DPython_EXECUTABLE="$(command -v "$PYTHON")" \
   -Dpybind11_DIR="$("$PYTHON" -m pybind11 --cmakedir)" "$@" >/dev/null
 cmake --build build/dev -j "$(nproc)"
-cp build/dev/_whisper*.so src/infomux/
+# the module and its package data (the VAD model), as a wheel would lay them out
+rm -rf build/dev/stage
+cmake --install build/dev --component infomux_python --prefix build/dev/stage >/dev/null
+cp -r build/dev/stage/infomux/. src/infomux/

@@ -8,10 +8,12 @@ Load a model once, transcribe many 16 kHz mono float32 buffers::
         print(transcript.text)
 
 Inference runs with the GIL released. Ctrl-C raises ``KeyboardInterrupt`` out of
-:meth:`Model.transcribe` within about a second; a set ``cancel`` event raises
-:class:`~infomux.errors.TranscriptionCancelled`. An exception raised in a callback
-stops inference and is re-raised in the caller. One :class:`Model` may be used from
-several threads: calls on it are serialised.
+:meth:`Model.transcribe` at whisper.cpp's next check, which comes between encoder and
+decoder passes (within one encoder pass); a set ``cancel`` event raises
+:class:`~infomux.errors.TranscriptionCancelled` the same way. An exception raised in a
+callback stops inference and is re-raised in the caller as itself. One :class:`Model`
+may be used from several threads at once: the weights are loaded once and each
+concurrent call runs on its own whisper.cpp state (see :attr:`Model.n_states`).
 """
 
 from __future__ import annotations
@@ -88,6 +90,10 @@ class TranscribeOptions:
     """Transcribe only the speech found by Silero VAD (needs ``vad_model``)."""
     vad_model: str | None = None
     """Path of a ggml Silero VAD model."""
+    streams: int = 1
+    """Cut a long recording at silences into this many parts transcribed in parallel
+    (``n_threads`` shared among them); 1 transcribes it in one pass; 0 chooses from
+    ``n_threads`` and the length (see :mod:`infomux.streams`)."""
 
     def resolved_threads(self) -> int:
         """Return the thread count that will actually be used."""
@@ -109,8 +115,12 @@ class TranscribeOptions:
             raise ValueError("temperature and temperature_increment must not be negative")
         if self.max_segment_length < 0:
             raise ValueError("max_segment_length must not be negative")
+        if self.streams < 0:
+            raise ValueError(f"streams must be 0 (automatic) or more, got {self.streams}")
         if self.vad and not self.vad_model:
             raise ValueError("vad=True needs vad_model, the path of a ggml Silero VAD model")
+        if self.vad and self.vad_model and not Path(self.vad_model).is_file():
+            raise ValueError(f"VAD model not found: {self.vad_model}")
         language = self.language
         if language not in (None, "auto") and _native().lang_id(language) < 0:
             raise ValueError(f"unknown language code {language!r}")
@@ -173,6 +183,12 @@ class Transcript:
     duration: float
     options: TranscribeOptions = field(default_factory=TranscribeOptions)
     timings: dict[str, float] = field(default_factory=dict)
+    cuts: tuple[float, ...] = ()
+    """Where the recording was cut into parts transcribed in parallel (seconds)."""
+    streams: int = 1
+    """Parts transcribed in parallel (1: one pass)."""
+    threads_per_stream: int = 0
+    """Threads of each part (0: not split; ``options.n_threads`` were used)."""
 
     @property
     def text(self) -> str:
@@ -330,6 +346,21 @@ class Model:
         duration = samples.size / SAMPLE_RATE
         if samples.size == 0:
             return Transcript((), options.language or "", None, 0.0, options)
+        if options.streams != 1 and not options.vad:
+            from infomux import streams
+
+            parts = streams.auto_parts(options, duration)
+            if parts > 1:
+                return streams.transcribe_in_parts(
+                    self,
+                    samples,
+                    options,
+                    parts=parts,
+                    on_segment=on_segment,
+                    on_progress=on_progress,
+                    cancel=cancel,
+                )
+            options = dataclasses.replace(options, streams=1)
 
         native = _native()
         native.set_log_level(_native_logger.getEffectiveLevel())
@@ -361,14 +392,19 @@ class Model:
                 user_cb(_segment(raw, eot, with_words))
 
         should_abort = cancel.is_set if cancel is not None else None
+        if options.vad and options.vad_model:
+            from infomux.vad import validate_vad_model_file
+
+            validate_vad_model_file(Path(options.vad_model))
         try:
             result = self._native_model.transcribe(
                 samples, params, segment_cb, on_progress, should_abort
             )
         except native.AbortedError as exc:
             raise TranscriptionCancelled("transcription cancelled") from exc
-        except RuntimeError as exc:
+        except native.EngineFailure as exc:
             raise EngineError(str(exc)) from exc
+        # anything else (a callback's own exception, ValueError for bad input) is itself
         return Transcript(
             segments=tuple(_segment(raw, eot, with_words) for raw in result["segments"]),
             language=result["language"],
@@ -378,8 +414,17 @@ class Model:
             timings=dict(result["timings"]),
         )
 
+    @property
+    def n_states(self) -> int:
+        """whisper.cpp states made so far: one per call that ran at the same time as others."""
+        return int(self._native_model.n_states)
+
     def close(self) -> None:
-        """Free the native model; further calls raise ``ValueError``."""
+        """Free the native model (after calls running on other threads finish).
+
+        Further calls raise ``ValueError``; calling it from inside a callback of one of
+        this model's own calls raises ``RuntimeError``.
+        """
         if self._model is not None:
             self._model.close()
             self._model = None
@@ -404,11 +449,15 @@ def build_info() -> dict[str, Any]:
         for part in system.split("|")
         if "=" in part and part.split("=")[1].strip() == "1"
     )
+    options = [opt for opt in native.BUILD_OPTIONS.split(",") if opt]
+    patches = getattr(native, "PATCHES", "none")
     return {
         "infomux_native_version": native.__version__,
         "whisper_cpp_version": native.whisper_version(),
         "whisper_cpp_origin": native.WHISPER_ORIGIN,
-        "build_options": [opt for opt in native.BUILD_OPTIONS.split(",") if opt],
+        "patches": [p for p in patches.split(",") if p and p != "none"],
+        "llamafile": "GGML_LLAMAFILE" in options,
+        "build_options": options,
         "backends": list(native.backend_names()),
         "cpu_features": features,
         "system_info": system.strip(),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -223,6 +224,7 @@ def execute(
     resources: dict[str, Any] | None = None,
     data: dict[str, Any] | None = None,
     on_progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
 ) -> JobEnvelope:
     """Run every step of ``job`` that is not done yet, recording each state change.
 
@@ -250,6 +252,7 @@ def execute(
         data=data if data is not None else {},
         resources=resources if resources is not None else {},
         on_progress=on_progress,
+        cancel=cancel,
     )
 
     def save() -> None:

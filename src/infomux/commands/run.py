@@ -2,7 +2,9 @@
 
 stdout gets exactly one line per successful input, the run directory, in input
 order; failed inputs print ``Error: ...`` on stderr and nothing on stdout.
-The model is loaded once for all inputs (shared ``resources``).
+The model is loaded once for all inputs (shared ``resources``). Several inputs run
+``K`` at a time on that one model (``--streams``; see :mod:`infomux.streams`), each
+with its share of the threads; a failure of one input fails only its own run.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +61,7 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
 
         raise InfomuxError(str(exc)) from None  # a broken config file is a failure, exit 1
     language = args.language if args.language is not None else cfg.language
+    streams = getattr(args, "streams", None)
     return {
         "model": config.model_spec(args.model, cfg),
         "language": None if language in (None, "", "auto") else language,
@@ -65,12 +70,42 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         "vad": bool(args.vad),
         "vad_model": str(Path(args.vad_model).absolute()) if args.vad_model else None,
         "word_timestamps": bool(args.word_timestamps),
+        "streams": 0 if streams is None else streams,  # 0: automatic
     }
+
+
+class _BatchProgress:
+    """One progress line for several runs going on at once: the mean of their percentages."""
+
+    def __init__(self, reporter: ProgressReporter, count: int) -> None:
+        self._reporter = reporter
+        self._percent = [0] * count
+        self._lock = threading.Lock()
+        self._label = f"transcribe ({count} files)"
+
+    def for_input(self, index: int) -> Any:
+        """The progress callback of input ``index``."""
+
+        def report(step: str, percent: int) -> None:
+            with self._lock:
+                done = 100 if step == "transcribe" and percent >= 100 else percent
+                self._percent[index] = done if step == "transcribe" else 0
+                total = sum(self._percent) // len(self._percent)
+            self._reporter(self._label, total)
+
+        return report
+
+    def finished(self, index: int) -> None:
+        """Count input ``index`` as done (also when it failed)."""
+        with self._lock:
+            self._percent[index] = 100
+            total = sum(self._percent) // len(self._percent)
+        self._reporter(self._label, total)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the pipeline on every input; 0 if all succeeded, 1 otherwise."""
-    from infomux import pipeline, storage
+    from infomux import pipeline
 
     name = args.pipeline or pipeline.DEFAULT_PIPELINE
     try:
@@ -81,36 +116,150 @@ def run(args: argparse.Namespace) -> int:
     verbose = verbosity(args) > 0
     progress = ProgressReporter(enabled=verbosity(args) >= 0)
     resources: dict[str, Any] = {}
-    failures = 0
+    parallel = _parallel_inputs(run_options, len(args.inputs))
     try:
-        for raw in args.inputs:
-            path = Path(raw)
-            try:
-                job, run_dir = pipeline.create_run(path, pipeline=name, config=run_options)
-            except OSError as exc:
-                reason = exc.strerror or str(exc)
-                print_error_line(f"cannot read input {raw}: {reason}")
-                failures += 1
-                continue
-            log.info("%s: %s (pipeline %s)", job.id, path.name, name)
-            try:
-                with storage.RunLock(run_dir):
-                    pipeline.execute(job, run_dir, resources=resources, on_progress=progress)
-            except KeyboardInterrupt:
-                progress.close()
-                log.warning("interrupted; to finish it: infomux resume %s", job.id)
-                raise
-            except Exception as exc:  # recorded in job.json; go on with the next input
-                progress.close()
-                report_error(exc, verbose=verbose)
-                log.info("run kept in %s; to retry: infomux resume %s", run_dir, job.id)
-                failures += 1
-                continue
-            progress.close()
-            print_line(str(run_dir))
+        if parallel is None:
+            failures = sum(
+                not _run_one(raw, name, run_options, resources, progress, verbose, None)
+                for raw in args.inputs
+            )
+        else:
+            failures = _run_parallel(
+                args.inputs, name, run_options, resources, progress, verbose, parallel
+            )
     finally:
         pipeline.close_resources(resources)
     return 1 if failures else 0
+
+
+def _parallel_inputs(run_options: dict[str, Any], count: int) -> Any:
+    """The stream plan for ``count`` inputs, or None to run them one after the other."""
+    from infomux.engine import default_threads
+    from infomux.streams import MAX_STREAMS, plan_streams
+
+    streams = run_options.get("streams", 0)
+    if count < 2 or streams == 1:
+        return None
+    total = run_options.get("threads") or default_threads()
+    plan = plan_streams(total, count, max_streams=streams or MAX_STREAMS)
+    return plan if plan.streams > 1 else None
+
+
+def _run_one(
+    raw: str,
+    name: str,
+    run_options: dict[str, Any],
+    resources: dict[str, Any],
+    progress: Any,
+    verbose: bool,
+    cancel: threading.Event | None,
+    *,
+    print_dir: bool = True,
+) -> Path | None:
+    """Create and execute one run; its run dir (printed unless told not to), or None."""
+    from infomux import pipeline, storage
+
+    path = Path(raw)
+    try:
+        job, run_dir = pipeline.create_run(path, pipeline=name, config=run_options)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        print_error_line(f"cannot read input {raw}: {reason}")
+        return None
+    log.info("%s: %s (pipeline %s)", job.id, path.name, name)
+    try:
+        with storage.RunLock(run_dir):
+            pipeline.execute(job, run_dir, resources=resources, on_progress=progress, cancel=cancel)
+    except KeyboardInterrupt:
+        _close(progress)
+        log.warning("interrupted; to finish it: infomux resume %s", job.id)
+        raise
+    except Exception as exc:  # recorded in job.json; go on with the next input
+        _close(progress)
+        if cancel is not None and cancel.is_set():
+            log.warning("%s interrupted; to finish it: infomux resume %s", raw, job.id)
+            return None
+        report_error(exc, verbose=verbose)
+        log.info("run kept in %s; to retry: infomux resume %s", run_dir, job.id)
+        return None
+    _close(progress)
+    if print_dir:
+        print_line(str(run_dir))
+    return run_dir
+
+
+def _close(progress: Any) -> None:
+    close = getattr(progress, "close", None)
+    if callable(close):
+        close()
+
+
+def _run_parallel(
+    inputs: list[str],
+    name: str,
+    run_options: dict[str, Any],
+    resources: dict[str, Any],
+    progress: ProgressReporter,
+    verbose: bool,
+    plan: Any,
+) -> int:
+    """Run ``inputs`` ``plan.streams`` at a time; print run dirs in input order."""
+    options = {**run_options, "threads": plan.threads_per_stream, "streams": 1}
+    log.info(
+        "%d inputs, %d at a time with %d thread(s) each",
+        len(inputs),
+        plan.streams,
+        plan.threads_per_stream,
+    )
+    batch = _BatchProgress(progress, len(inputs))
+    cancel = threading.Event()
+    results: list[Path | None] = [None] * len(inputs)
+    finished = [False] * len(inputs)
+    printed = 0
+
+    def work(index: int) -> Path | None:
+        if cancel.is_set():
+            return None
+        try:
+            return _run_one(
+                inputs[index],
+                name,
+                options,
+                resources,
+                batch.for_input(index),
+                verbose,
+                cancel,
+                print_dir=False,
+            )
+        finally:
+            batch.finished(index)
+
+    with ThreadPoolExecutor(plan.streams, thread_name_prefix="infomux-run") as pool:
+        futures: dict[Future[Path | None], int] = {
+            pool.submit(work, i): i for i in range(len(inputs))
+        }
+        pending = set(futures)
+        try:
+            while pending:
+                # short waits keep Ctrl-C (delivered to this thread) responsive
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = futures[future]
+                    results[index] = future.result()
+                    finished[index] = True
+                while printed < len(inputs) and finished[printed]:
+                    if results[printed] is not None:
+                        print_line(str(results[printed]))
+                    printed += 1
+        except BaseException:
+            cancel.set()  # the workers' transcriptions stop at their next check
+            for future in pending:
+                future.cancel()
+            progress.close()
+            log.warning("interrupted; unfinished runs can be finished with: infomux resume RUN")
+            raise
+    progress.close()
+    return sum(r is None for r in results)
 
 
 def print_error_line(message: str) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,9 @@ class StepContext:
         data: in-memory hand-over between the steps of one run (e.g. ``"audio"``).
         resources: shared by all runs of one process (e.g. a loaded model).
         on_progress: progress reporting, or None.
+        cancel: when set, long steps stop at their next check and raise
+            :class:`~infomux.errors.TranscriptionCancelled` (recorded as interrupted);
+            how a run in a worker thread is stopped, where Ctrl-C does not reach.
     """
 
     job: JobEnvelope
@@ -49,6 +53,7 @@ class StepContext:
     data: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, Any] = field(default_factory=dict)
     on_progress: ProgressCallback | None = None
+    cancel: threading.Event | None = None
 
     def progress(self, step: str, percent: int) -> None:
         """Report progress of ``step`` (does nothing without a callback)."""

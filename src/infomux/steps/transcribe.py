@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from infomux import storage
-from infomux.errors import StepError
+from infomux.errors import InfomuxError, StepError
 from infomux.steps import StepContext, StepResult, register_step
 
 log = logging.getLogger("infomux.steps.transcribe")
@@ -33,20 +33,22 @@ def transcribe_options(config: dict[str, Any]) -> Any:
         language = None
     vad = bool(config.get("vad", False))
     vad_model = config.get("vad_model")
-    if vad and not vad_model:
-        raise StepError(
-            "transcribe", "--vad needs a Silero VAD model in ggml form (--vad-model PATH)"
-        )
     try:
+        if vad and not vad_model:
+            from infomux.vad import default_vad_model
+
+            vad_model = str(default_vad_model())
         options = TranscribeOptions(
             language=language,
             n_threads=config.get("threads"),
             vad=vad,
             vad_model=vad_model,
             word_timestamps=bool(config.get("word_timestamps", False)),
+            # runs recorded before --streams existed ran in one pass
+            streams=int(config.get("streams", 1)),
         )
         options.validate()
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, InfomuxError) as exc:
         raise StepError("transcribe", str(exc)) from exc
     return options
 
@@ -108,7 +110,10 @@ class Transcribe:
         ctx.progress("transcribe", 0)
         started = time.perf_counter()
         transcript = model.transcribe(
-            samples, options, on_progress=lambda pct: ctx.progress("transcribe", pct)
+            samples,
+            options,
+            on_progress=lambda pct: ctx.progress("transcribe", pct),
+            cancel=ctx.cancel,
         )
         inference_seconds = time.perf_counter() - started
         ctx.progress("transcribe", 100)
@@ -139,6 +144,10 @@ class Transcribe:
                 "inference_seconds": round(inference_seconds, 6),
                 "formats": formats,
                 "engine_timings": dict(getattr(transcript, "timings", {}) or {}),
+                # parallel parts of this recording (1: one pass) and where it was cut
+                "streams": transcript.streams,
+                "threads_per_stream": transcript.threads_per_stream or options.resolved_threads(),
+                "cut_points": list(transcript.cuts),
             },
         )
 

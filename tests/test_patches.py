@@ -1,0 +1,154 @@
+"""infomux's patch series on the pinned whisper.cpp (cpp/patches, cmake/patch_whisper_cpp.py).
+
+The series is applied to a copy of the tree, recognised when already applied, refused
+by name when it does not apply; the build reports it; and patch 0001 (logits only for
+the rows that are read) leaves every transcript byte-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infomux import audio, engine
+from infomux.engine import Model, TranscribeOptions
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "cmake" / "patch_whisper_cpp.py"
+PATCHES = sorted((REPO / "cpp" / "patches").glob("*.patch"))
+
+
+def _apply(source: Path, dest: Path, *extra: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), str(source), str(dest), *map(str, extra)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_series_is_numbered_and_documented() -> None:
+    assert PATCHES, "cpp/patches is empty"
+    for i, patch in enumerate(PATCHES, start=1):
+        assert patch.name.startswith(f"{i:04d}-"), patch.name
+        head = patch.read_text().split("diff --git", 1)[0]
+        assert "What:" in head and "Why:" in head, f"{patch.name} lacks its header"
+
+
+def test_build_reports_the_patches_and_llamafile() -> None:
+    info = engine.build_info()
+    if not info["whisper_cpp_origin"].startswith(("pinned source", "source tree")):
+        pytest.skip(f"built against {info['whisper_cpp_origin']}: cannot be patched")
+    assert info["patches"] == [p.name for p in PATCHES]
+    assert info["llamafile"] is True
+    assert "GGML_LLAMAFILE" in info["build_options"]
+
+
+def test_series_applies_to_a_copy_and_the_copy_is_reused(
+    whisper_cpp_dir: Path, tmp_path: Path
+) -> None:
+    source_file = whisper_cpp_dir / "src" / "whisper.cpp"
+    before = _digest(source_file)
+    dest = tmp_path / "patched"
+    first = _apply(whisper_cpp_dir, dest, *PATCHES)
+    assert first.returncode == 0, first.stderr
+    path, applied = first.stdout.splitlines()
+    assert Path(path) == dest
+    assert applied.split(",") == [p.name for p in PATCHES]
+    assert _digest(source_file) == before, "the source tree was modified"
+    assert "whisper_infomux_set_all_logits" in (dest / "src" / "whisper.cpp").read_text()
+    assert not (dest / "models").exists(), "models are not needed to build"
+
+    stamp = (dest / "src" / "whisper.cpp").stat().st_mtime_ns
+    again = _apply(whisper_cpp_dir, dest, *PATCHES)
+    assert again.returncode == 0 and again.stdout == first.stdout
+    assert (dest / "src" / "whisper.cpp").stat().st_mtime_ns == stamp, "copied again"
+
+    # a tree that already carries the series is recognised as patched
+    repatched = _apply(dest, tmp_path / "twice", *PATCHES)
+    assert repatched.returncode == 0, repatched.stderr
+    assert repatched.stdout.splitlines()[1] == first.stdout.splitlines()[1]
+
+
+def test_a_patch_that_does_not_apply_is_named(whisper_cpp_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "0099-broken.patch"
+    bad.write_text(
+        "infomux patch 0099: broken on purpose\n\n"
+        "diff --git a/src/whisper.cpp b/src/whisper.cpp\n"
+        "--- a/src/whisper.cpp\n+++ b/src/whisper.cpp\n"
+        "@@ -1,1 +1,1 @@\n-this line is not in whisper.cpp\n+nor is this one\n"
+    )
+    strict = _apply(whisper_cpp_dir, tmp_path / "strict", *PATCHES, bad)
+    assert strict.returncode == 1
+    assert "0099-broken.patch" in strict.stderr
+    assert not (tmp_path / "strict").exists(), "a half-patched tree was left behind"
+
+    lenient = _apply(whisper_cpp_dir, tmp_path / "lenient", *PATCHES, bad, "--best-effort")
+    assert lenient.returncode == 0, lenient.stderr
+    assert lenient.stdout.splitlines()[1] == "none"
+    copy = (tmp_path / "lenient" / "src" / "whisper.cpp").read_bytes()
+    assert copy == (whisper_cpp_dir / "src" / "whisper.cpp").read_bytes()
+
+
+# Every decodable file of the shared media: the logits patch must not change one byte.
+MEDIA = [
+    "speech_a.wav",
+    "speech_a_44k_stereo.mp3",
+    "speech_a.m4a",
+    "speech_a.ogg",
+    "speech_a.flac",
+    "speech_a_video.mp4",
+    "two_audio_streams.mkv",
+    "speech_c_8k_mulaw.wav",
+    "speech_ja.m4a",
+    "silence_10s.wav",
+    "noise_10s.wav",
+    pytest.param("long_speech.mp3", marks=pytest.mark.slow),
+]
+
+
+def _as_data(transcript: Any) -> list[tuple[float, float, str, list[tuple[int, str]]]]:
+    return [
+        (s.start, s.end, s.text, [(t.id, t.text) for t in s.tokens]) for s in transcript.segments
+    ]
+
+
+@pytest.fixture(scope="module")
+def tiny(_default_model: tuple[Any, str | None]) -> Any:
+    ref, reason = _default_model
+    if ref is None:
+        from tests.require import missing
+
+        missing(reason or "default model not available")
+    with Model(ref.path) as model:
+        yield model
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("name", MEDIA)
+def test_logits_patch_keeps_transcripts_byte_identical(
+    tiny: Model, media_dir: Path, name: str
+) -> None:
+    native = engine._native()
+    if not native.set_all_logits(False):
+        pytest.skip("this build does not carry patch 0001")
+    samples = audio.load_audio(media_dir / name)
+    options = TranscribeOptions(n_threads=2, language="en")
+    try:
+        patched = tiny.transcribe(samples, options)
+        native.set_all_logits(True)  # the unpatched graph: every row projected
+        unpatched = tiny.transcribe(samples, options)
+    finally:
+        native.set_all_logits(False)
+    assert _as_data(patched) == _as_data(unpatched)
+    if name.startswith(("speech", "long")):
+        assert patched.text, "nothing was transcribed: the comparison would prove nothing"
