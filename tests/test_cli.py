@@ -560,8 +560,9 @@ def test_many_inputs_load_model_once(real_model: Any, media_dir: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert len(lines) == 2
-    first, second = (load_job(p)["steps"][1]["metadata"] for p in lines)
-    assert first["model_load_seconds"] > 0 and second["model_load_seconds"] == 0
+    loads = [load_job(p)["steps"][1]["metadata"]["model_load_seconds"] for p in lines]
+    # the inputs run side by side: whichever got there first loaded the model, once
+    assert sorted(loads)[0] == 0 and sorted(loads)[1] > 0
 
 
 @pytest.mark.model
