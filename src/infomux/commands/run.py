@@ -68,7 +68,7 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads if args.threads is not None else cfg.threads,
         "formats": list(args.formats or writers.DEFAULT_FORMATS),
         "vad": bool(args.vad),
-        "vad_model": str(Path(args.vad_model).absolute()) if args.vad_model else None,
+        "vad_model": str(Path(args.vad_model).expanduser().absolute()) if args.vad_model else None,
         "word_timestamps": bool(args.word_timestamps),
         "streams": 0 if streams is None else streams,  # 0: automatic
     }
