@@ -299,11 +299,3 @@ def test_run_lock_is_exclusive_across_processes(tmp_path: Path) -> None:
         )
         assert subprocess.run([sys.executable, "-c", script], check=False).returncode == 3
     assert subprocess.run([sys.executable, "-c", script], check=False).returncode == 0
-
-
-def test_pid_alive() -> None:
-    assert storage.pid_alive(os.getpid())
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    assert not storage.pid_alive(proc.pid)
-    assert not storage.pid_alive(0)

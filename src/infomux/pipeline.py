@@ -322,29 +322,6 @@ def steps_to_run(job: JobEnvelope, run_dir: Path) -> list[StepRecord]:
     return [r for r in job.steps if not step_is_done(r, run_dir)]
 
 
-def check_not_running(job: JobEnvelope) -> None:
-    """Refuse a run that another live process may still be working on.
-
-    A run is left ``running`` when its process died (SIGKILL, power loss); it is
-    resumable when its pid is gone on this host.
-
-    Raises:
-        storage.RunLockedError: the recorded process is alive on this host, or the
-            run was running on another host.
-    """
-    if job.status != JobStatus.RUNNING:
-        return
-    hostname = job.host.get("hostname")
-    pid = job.host.get("pid")
-    if hostname != socket.gethostname():
-        raise storage.RunLockedError(
-            f"run {job.id} is marked running on host {hostname!r}; "
-            "use --force if that process is gone"
-        )
-    if isinstance(pid, int) and pid != os.getpid() and storage.pid_alive(pid):
-        raise storage.RunLockedError(f"run {job.id} is still running (pid {pid})")
-
-
 def prepare_resume(
     job: JobEnvelope,
     run_dir: Path,
@@ -354,19 +331,19 @@ def prepare_resume(
 ) -> list[StepRecord]:
     """Get a run ready to be executed again; return the steps that will run.
 
-    Checks that no live process owns the run (unless ``force``), re-verifies the
-    input when a step that reads it has to run, applies explicit ``overrides`` of
+    The caller holds the run's lock (:class:`storage.RunLock`): that, not the
+    recorded host and pid, says no other process works on the run (containers get
+    new host names, pids are reused). ``force`` is accepted and ignored. Re-verifies
+    the input when a step that reads it has to run, applies explicit ``overrides`` of
     the recorded options (``None`` values are ignored), marks steps left
     ``running`` by a dead process as ``interrupted``, and records the resume in
     ``job.history``. Does not save; :func:`execute` does.
 
     Raises:
-        storage.RunLockedError: see :func:`check_not_running`.
         InputChangedError: the input changed or vanished and is still needed.
         PipelineError: the run names a step that no longer exists.
     """
-    if not force:
-        check_not_running(job)
+    del force  # kept for callers of the old signature; the run lock decides
     specs = {s.name: s for s in check_steps([r.name for r in job.steps])}
     for record in job.steps:
         if record.status == StepStatus.RUNNING:

@@ -473,15 +473,3 @@ class RunLock:
     def __exit__(self, *exc: object) -> None:
         self.release()
 
-
-def pid_alive(pid: int) -> bool:
-    """Return whether a process with this pid exists on this host."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
