@@ -70,7 +70,38 @@ struct ResultReader {
 
 struct CallbackData {
     Hooks* hooks;
+    // for the speechless-tail check before each encoder pass after the first
+    const float* samples = nullptr;
+    int n_samples = 0;
+    VadModel* tail_vad = nullptr;
+    int tail_max_cs = 0;
+    int windows = 0;
+    double tail_skipped_s = 0;
 };
+
+// Whether the audio after the last segment is a short tail with no speech in it
+// (then another 30 s encoder pass would only find silence there).
+bool speechless_tail(CallbackData& cb, whisper_context* ctx, whisper_state* state) {
+    ResultReader reader{ctx, state};
+    const int n = reader.n_segments();
+    const int64_t done_cs =
+        n > 0 ? (state ? whisper_full_get_segment_t1_from_state(state, n - 1)
+                       : whisper_full_get_segment_t1(ctx, n - 1))
+              : 0;
+    const int64_t first = done_cs * (kSampleRate / 100);
+    if (first <= 0 || first >= cb.n_samples) return false;
+    const int64_t remaining_cs = (cb.n_samples - first) * 100 / kSampleRate;
+    if (remaining_cs > cb.tail_max_cs) return false;
+    try {
+        const auto spans = cb.tail_vad->speech(cb.samples + first,
+                                               static_cast<size_t>(cb.n_samples - first), VadParams{});
+        if (!spans.empty()) return false;
+    } catch (...) {
+        return false;  // no VAD answer: encode as whisper.cpp would
+    }
+    cb.tail_skipped_s = static_cast<double>(cb.n_samples - first) / kSampleRate;
+    return true;
+}
 
 void on_new_segment(whisper_context* ctx, whisper_state* state, int n_new, void* user_data) {
     auto* data = static_cast<CallbackData*>(user_data);
@@ -94,8 +125,14 @@ bool on_abort_poll(void* user_data) {
     return static_cast<CallbackData*>(user_data)->hooks->poll_abort();
 }
 
-bool on_encoder_begin(whisper_context*, whisper_state*, void* user_data) {
-    return !static_cast<CallbackData*>(user_data)->hooks->poll_abort();
+bool on_encoder_begin(whisper_context* ctx, whisper_state* state, void* user_data) {
+    auto* cb = static_cast<CallbackData*>(user_data);
+    if (cb->hooks->poll_abort()) return false;
+    // whisper.cpp ends the call (keeping what it decoded) when this returns false
+    if (cb->windows++ > 0 && cb->tail_vad != nullptr && speechless_tail(*cb, ctx, state)) {
+        return false;
+    }
+    return true;
 }
 
 whisper_full_params make_full_params(const DecodeParams& p, const std::string& language,
@@ -277,6 +314,8 @@ void Model::close() {
     pool_cv_.wait(lock, [this] { return running_ == 0; });
     slots_.clear();  // the states before the context they were made from
     ctx_.reset();
+    std::lock_guard<std::mutex> vad_lock(tail_vad_mutex_);
+    tail_vad_.reset();
 }
 
 int Model::n_states() const {
@@ -392,6 +431,10 @@ TranscribeResult Model::transcribe(const float* samples, size_t n_samples,
     if (language.empty() || n < kMinSamples) return result;  // too short: nothing to transcribe
 
     CallbackData cb{&hooks};
+    cb.samples = samples;
+    cb.n_samples = n;
+    cb.tail_vad = params.tail_vad_model.empty() ? nullptr : tail_vad(params.tail_vad_model);
+    cb.tail_max_cs = std::max(0, params.tail_max_ms / 10);
     whisper_full_params fp = make_full_params(params, language, &cb);
     reset_timings(c, state);
     const int rc = (params.vad || state == nullptr) ? whisper_full(c, fp, samples, n)
@@ -411,7 +454,17 @@ TranscribeResult Model::transcribe(const float* samples, size_t n_samples,
     const int lang = reader.lang_id();
     if (lang >= 0) result.language = whisper_lang_str(lang);
     result.timings = read_timings(c, state, lease.index() == 0);
+    result.tail_skipped_s = cb.tail_skipped_s;
     return result;
+}
+
+VadModel* Model::tail_vad(const std::string& path) {
+    std::lock_guard<std::mutex> lock(tail_vad_mutex_);
+    if (!tail_vad_ || tail_vad_path_ != path) {
+        tail_vad_ = std::make_unique<VadModel>(path, 1);
+        tail_vad_path_ = path;
+    }
+    return tail_vad_.get();
 }
 
 VadModel::VadModel(const std::string& path, int n_threads) {

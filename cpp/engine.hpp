@@ -21,6 +21,8 @@ struct whisper_vad_context;
 
 namespace infomux {
 
+class VadModel;
+
 // Options fixed when a model is loaded.
 struct ModelParams {
     bool use_gpu = true;
@@ -54,6 +56,11 @@ struct DecodeParams {
     int vad_min_speech_ms = 250;
     int vad_min_silence_ms = 100;
     int vad_speech_pad_ms = 30;
+    // Before encoding another window for at most tail_max_ms of audio after the last
+    // segment, ask Silero VAD (this model file) whether there is speech in it; if not,
+    // stop there instead of paying a whole 30 s encoder pass. "" = always encode.
+    std::string tail_vad_model;
+    int tail_max_ms = 5000;
 };
 
 struct TokenRecord {
@@ -86,6 +93,7 @@ struct TranscribeResult {
     float language_probability = -1.0f;  // -1: not detected (given, or English-only model)
     Timings timings;
     int state_slot = -1;  // which whisper_state of the model ran it (0 = the context's own)
+    double tail_skipped_s = 0;  // seconds of speechless tail not encoded (DecodeParams::tail_vad_model)
 };
 
 // Raised when inference stopped because Hooks::poll_abort() said so.
@@ -184,6 +192,7 @@ private:
         std::string vad_model;  // the VAD model whisper.cpp cached on this state
     };
     class Lease;
+    VadModel* tail_vad(const std::string& path);
 
     int acquire(bool need_own_state);
     void release(int slot);
@@ -196,6 +205,9 @@ private:
     std::condition_variable pool_cv_;
     std::vector<std::unique_ptr<Slot>> slots_;
     int running_ = 0;
+    std::mutex tail_vad_mutex_;
+    std::unique_ptr<VadModel> tail_vad_;
+    std::string tail_vad_path_;
 };
 
 // Silero VAD (whisper.cpp's whisper_vad_* API): speech spans of a whole buffer.

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -82,6 +83,9 @@ void log_to_python(ggml_log_level level, const char* text, void*) {
     if (lvl == GGML_LOG_LEVEL_CONT) lvl = g_last_log_level;
     g_last_log_level = lvl;
     if (text == nullptr) return;
+    // Our own encoder_begin callback ends a call this way (an abort, or a speechless
+    // tail): not an error.
+    if (std::strstr(text, "encoder_begin_callback returned false") != nullptr) return;
     if (lvl == GGML_LOG_LEVEL_ERROR) {
         std::string line = strip_newlines(text);
         if (!line.empty()) g_last_error = line;
@@ -294,7 +298,8 @@ public:
             "language_probability"_a =
                 result.language_probability < 0 ? py::object(py::none())
                                                 : py::object(py::float_(result.language_probability)),
-            "timings"_a = timings_to_python(result.timings), "state_slot"_a = result.state_slot);
+            "timings"_a = timings_to_python(result.timings), "state_slot"_a = result.state_slot,
+            "tail_skipped_s"_a = result.tail_skipped_s);
     }
 
     // Per-call averages under the keys job.json has always had, plus totals and counts.
@@ -457,7 +462,9 @@ PYBIND11_MODULE(_whisper, m) {
         .def_readwrite("vad_threshold", &infomux::DecodeParams::vad_threshold)
         .def_readwrite("vad_min_speech_ms", &infomux::DecodeParams::vad_min_speech_ms)
         .def_readwrite("vad_min_silence_ms", &infomux::DecodeParams::vad_min_silence_ms)
-        .def_readwrite("vad_speech_pad_ms", &infomux::DecodeParams::vad_speech_pad_ms);
+        .def_readwrite("vad_speech_pad_ms", &infomux::DecodeParams::vad_speech_pad_ms)
+        .def_readwrite("tail_vad_model", &infomux::DecodeParams::tail_vad_model)
+        .def_readwrite("tail_max_ms", &infomux::DecodeParams::tail_max_ms);
 
     py::class_<PyModel>(m, "Model")
         .def(py::init<const std::string&, bool, bool, int>(), "path"_a, "use_gpu"_a = true,

@@ -61,6 +61,8 @@ class DecodeParams:
     vad_min_speech_ms: int
     vad_min_silence_ms: int
     vad_speech_pad_ms: int
+    tail_vad_model: str
+    tail_max_ms: int
     def __init__(self) -> None: ...
 
 class Model:

@@ -90,6 +90,9 @@ class TranscribeOptions:
     """Transcribe only the speech found by Silero VAD (needs ``vad_model``)."""
     vad_model: str | None = None
     """Path of a ggml Silero VAD model."""
+    skip_silent_tail: bool = True
+    """Before another 30 s encoder pass for at most 5 s left after the last segment, ask
+    Silero VAD (the bundled model) whether anything is said there; if not, stop."""
     streams: int = 1
     """Cut a long recording at silences into this many parts transcribed in parallel
     (``n_threads`` shared among them); 1 transcribes it in one pass; 0 chooses from
@@ -189,6 +192,8 @@ class Transcript:
     """Parts transcribed in parallel (1: one pass)."""
     threads_per_stream: int = 0
     """Threads of each part (0: not split; ``options.n_threads`` were used)."""
+    tail_skipped: float = 0.0
+    """Seconds of speechless tail not encoded (``skip_silent_tail``), summed over parts."""
 
     @property
     def text(self) -> str:
@@ -254,6 +259,18 @@ def _segment(raw: tuple[Any, ...], eot: int, with_words: bool) -> Segment:
         ),
         words=tuple(_words_from_tokens(tokens, eot)) if with_words else (),
     )
+
+
+def _tail_vad_model() -> str:
+    """The bundled VAD model for the speechless-tail check, or "" where there is none."""
+    from infomux.errors import InfomuxError
+    from infomux.vad import default_vad_model
+
+    try:
+        return str(default_vad_model())
+    except (InfomuxError, OSError) as exc:
+        logging.getLogger("infomux.engine").debug("no speechless-tail check: %s", exc)
+        return ""
 
 
 def as_float32_audio(audio: Any) -> np.ndarray:
@@ -381,6 +398,7 @@ class Model:
         params.suppress_nst = options.suppress_non_speech
         params.vad = options.vad
         params.vad_model_path = options.vad_model or ""
+        params.tail_vad_model = _tail_vad_model() if options.skip_silent_tail else ""
 
         with_words = options.word_timestamps
         eot = self._eot
@@ -412,6 +430,7 @@ class Model:
             duration=duration,
             options=options,
             timings=dict(result["timings"]),
+            tail_skipped=float(result["tail_skipped_s"]),
         )
 
     @property

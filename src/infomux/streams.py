@@ -195,6 +195,7 @@ def transcribe_in_parts(
         cuts=tuple(cuts),
         streams=len(pieces),
         threads_per_stream=threads,
+        tail_skipped=sum(r.tail_skipped for r in results),
     )
 
 

@@ -148,6 +148,7 @@ class Transcribe:
                 "streams": transcript.streams,
                 "threads_per_stream": transcript.threads_per_stream or options.resolved_threads(),
                 "cut_points": list(transcript.cuts),
+                "tail_skipped_seconds": round(transcript.tail_skipped, 3),
             },
         )
 
