@@ -151,18 +151,25 @@ def error_message(exc: BaseException) -> str:
     return one_line(f"internal error: {type(exc).__name__}: {exc}")
 
 
+# Runs going on side by side print from several threads: one whole line at a time.
+OUTPUT_LOCK = threading.Lock()
+
+
 def report_error(exc: BaseException, *, verbose: bool, stream: TextIO | None = None) -> None:
     """Print ``Error: <message>`` on stderr (after the traceback with ``-v``)."""
     stream = stream or sys.stderr
-    if verbose:
-        traceback.print_exception(exc, file=stream)
-    print(f"Error: {error_message(exc)}", file=stream, flush=True)
+    with OUTPUT_LOCK:
+        if verbose:
+            traceback.print_exception(exc, file=stream)
+        stream.write(f"Error: {error_message(exc)}\n")
+        stream.flush()
 
 
 def print_line(text: str) -> None:
     """Print one line on stdout and flush it (the stdout contract of run/resume)."""
-    sys.stdout.write(f"{text}\n")
-    sys.stdout.flush()
+    with OUTPUT_LOCK:
+        sys.stdout.write(f"{text}\n")
+        sys.stdout.flush()
 
 
 class ProgressReporter:

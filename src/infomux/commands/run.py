@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from infomux.commands import (
+    OUTPUT_LOCK,
     ProgressReporter,
     UsageError,
     add_transcribe_options,
@@ -263,5 +264,7 @@ def _run_parallel(
 
 
 def print_error_line(message: str) -> None:
-    """Print ``Error: message`` on stderr."""
-    print(f"Error: {one_line(message)}", file=sys.stderr, flush=True)
+    """Print ``Error: message`` on stderr (one whole line, whichever thread prints)."""
+    with OUTPUT_LOCK:
+        sys.stderr.write(f"Error: {one_line(message)}\n")
+        sys.stderr.flush()
