@@ -1,0 +1,238 @@
+"""The engine levers of the engine-speed issue, each measured against its own absence.
+
+In one process, on one loaded model (the library call, so start-up and decoding do not
+blur the numbers), variants interleaved run by run:
+
+* ``logits``: patch 0001 on (only the rows that are read are projected onto the
+  vocabulary) vs off (``_whisper.set_all_logits(True)``: what whisper.cpp 1.8.5 does);
+  same text asserted;
+* ``streams``: one recording in one pass on N threads vs cut at silences into K parts
+  on N/K threads each (``TranscribeOptions.streams``), with WER for both;
+* ``pair``: two different clips transcribed side by side on one thread each (two
+  whisper_states on one model) vs the same two one after the other on two threads;
+* ``state``: the memory of one more whisper_state (RSS before and after a call that
+  needs one), which is the "K x one state's size" of the memory bar.
+
+GGML_LLAMAFILE is a build option: its effect shows in ``bench_backends.py`` (whisper-cli
+is built stock, without it) and in the profile. Writes ``bench_engine.json`` and
+``bench_engine.md`` to ``--out``.
+
+    PYTHONPATH=src python benchmarks/bench_engine.py --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import resource
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import BENCH_DIR, DEFAULT_MEDIA, enter_autogroup, machine_info, word_error_rate
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _timed(fn: Any) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - started, result
+
+
+def main() -> int:
+    """Run the measurements and write the results."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--media", type=Path, default=DEFAULT_MEDIA)
+    p.add_argument("--file", default="long_speech.mp3")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--streams", type=int, default=2)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--only", nargs="*", default=["logits", "streams", "pair", "state"])
+    p.add_argument("--autogroup-nice", type=int, default=None)
+    p.add_argument("--out", type=Path, default=BENCH_DIR / "results")
+    args = p.parse_args()
+    if args.autogroup_nice is not None:
+        enter_autogroup(args.autogroup_nice)
+
+    from infomux import audio, engine
+    from infomux.engine import Model, TranscribeOptions
+    from infomux.models import resolve_model
+
+    native = engine._native()
+    refs = json.loads((args.media / "references.json").read_text())
+    samples = audio.load_audio(args.media / args.file)
+    reference = refs.get(args.file, "")
+    ref = resolve_model("tiny.en")
+    base = TranscribeOptions(n_threads=args.threads, language="en")
+    results: dict[str, Any] = {
+        "machine": machine_info(),
+        "build": engine.build_info(),
+        "file": args.file,
+        "audio_s": samples.size / 16000,
+        "threads": args.threads,
+        "runs": args.runs,
+    }
+    rss_start = _rss_mb()
+    model = Model(ref.path)
+    results["rss_after_load_mb"] = round(_rss_mb(), 1)
+    results["rss_before_load_mb"] = round(rss_start, 1)
+
+    if "logits" in args.only:
+        times: dict[str, list[float]] = {"patched": [], "all_rows": []}
+        prompt: dict[str, list[float]] = {"patched": [], "all_rows": []}
+        texts: dict[str, str] = {}
+        for _ in range(args.runs):
+            for variant in ("patched", "all_rows"):
+                native.set_all_logits(variant == "all_rows")
+                try:
+                    wall, t = _timed(lambda: model.transcribe(samples, base))
+                finally:
+                    native.set_all_logits(False)
+                times[variant].append(wall)
+                prompt[variant].append(t.timings.get("prompt_total_ms", 0.0) / 1000)
+                texts[variant] = t.text
+        results["logits"] = {
+            "median_s": {k: round(statistics.median(v), 3) for k, v in times.items()},
+            "prompt_s": {k: round(statistics.median(v), 3) for k, v in prompt.items()},
+            "same_text": texts["patched"] == texts["all_rows"],
+        }
+        print("logits", results["logits"], flush=True)
+
+    if "streams" in args.only:
+        variants = {1: base, args.streams: dataclasses.replace(base, streams=args.streams)}
+        times = {str(k): [] for k in variants}
+        wer: dict[str, float] = {}
+        cuts: dict[str, list[float]] = {}
+        for _ in range(args.runs):
+            for k, options in variants.items():
+                wall, t = _timed(lambda options=options: model.transcribe(samples, options))
+                times[str(k)].append(wall)
+                wer[str(k)] = round(word_error_rate(reference, t.text), 4) if reference else -1
+                cuts[str(k)] = list(t.cuts)
+        results["streams"] = {
+            "median_s": {k: round(statistics.median(v), 3) for k, v in times.items()},
+            "wer": wer,
+            "cuts": cuts,
+        }
+        print("streams", results["streams"], flush=True)
+
+    if "pair" in args.only:
+        half = samples.size // 2
+        clips = [samples[: min(half, 120 * 16000)], samples[half : half + 120 * 16000]]
+        one = dataclasses.replace(base, n_threads=1)
+
+        def side_by_side() -> None:
+            threads = [threading.Thread(target=model.transcribe, args=(c, one)) for c in clips]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+
+        def in_a_row() -> None:
+            for c in clips:
+                model.transcribe(c, base)
+
+        times = {"side_by_side_1t": [], "in_a_row_2t": []}
+        for _ in range(args.runs):
+            times["side_by_side_1t"].append(_timed(side_by_side)[0])
+            times["in_a_row_2t"].append(_timed(in_a_row)[0])
+        results["pair"] = {
+            "clips_s": [round(c.size / 16000, 1) for c in clips],
+            "median_s": {k: round(statistics.median(v), 3) for k, v in times.items()},
+        }
+        print("pair", results["pair"], flush=True)
+
+    if "state" in args.only:
+        fresh = Model(ref.path)
+        clip = samples[: 20 * 16000]
+        fresh.transcribe(clip, dataclasses.replace(base, n_threads=1))
+        before = _rss_mb()
+        hold = threading.Barrier(2, timeout=120)
+        first = True
+
+        def wait_once(_: int) -> None:
+            nonlocal first
+            if first:
+                first = False
+                hold.wait()
+
+        th = threading.Thread(
+            target=fresh.transcribe,
+            args=(clip, dataclasses.replace(base, n_threads=1)),
+            kwargs={"on_progress": wait_once},
+        )
+        th.start()
+        fresh.transcribe(clip, dataclasses.replace(base, n_threads=1), on_progress=wait_once)
+        th.join()
+        results["state"] = {
+            "states": fresh.n_states,
+            "rss_one_state_mb": round(before, 1),
+            "rss_two_states_mb": round(_rss_mb(), 1),
+            "one_state_mb": round(_rss_mb() - before, 1),
+        }
+        fresh.close()
+        print("state", results["state"], flush=True)
+
+    results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench_engine.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "bench_engine.md").write_text(_markdown(results))
+    print(f"wrote {args.out / 'bench_engine.md'}")
+    return 0
+
+
+def _markdown(r: dict[str, Any]) -> str:
+    lines = [
+        f"# Engine levers on {r['file']} ({r['audio_s']:.0f} s), {r['threads']} threads, "
+        f"median of {r['runs']}",
+        "",
+        f"Machine: {r['machine'].get('cpu')}; build: patches {r['build']['patches']}, "
+        f"llamafile {r['build']['llamafile']}",
+        "",
+    ]
+    if "logits" in r:
+        m, pr = r["logits"]["median_s"], r["logits"]["prompt_s"]
+        lines.append(
+            f"- logits only for read rows (patch 0001): {m['patched']:.2f} s vs "
+            f"{m['all_rows']:.2f} s unpatched (x{m['patched'] / m['all_rows']:.2f}); prompt "
+            f"{pr['patched']:.2f} s vs {pr['all_rows']:.2f} s; "
+            f"same text: {r['logits']['same_text']}"
+        )
+    if "streams" in r:
+        m, w = r["streams"]["median_s"], r["streams"]["wer"]
+        k = next(key for key in m if key != "1")
+        lines.append(
+            f"- one pass vs {k} parts cut at silences {r['streams']['cuts'][k]}: "
+            f"{m['1']:.2f} s vs {m[k]:.2f} s (x{m[k] / m['1']:.2f}); WER {w['1']} vs {w[k]}"
+        )
+    if "pair" in r:
+        m = r["pair"]["median_s"]
+        lines.append(
+            f"- two clips {r['pair']['clips_s']} s: side by side on 1 thread each "
+            f"{m['side_by_side_1t']:.2f} s vs one after the other on 2 threads "
+            f"{m['in_a_row_2t']:.2f} s (x{m['side_by_side_1t'] / m['in_a_row_2t']:.2f})"
+        )
+    if "state" in r:
+        lines.append(f"- one more whisper_state: {r['state']['one_state_mb']} MB of RSS")
+    lines.append(
+        f"- RSS: {r['rss_before_load_mb']} MB before the model, {r['rss_after_load_mb']} MB "
+        f"after; peak {r['peak_rss_mb']} MB"
+    )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
