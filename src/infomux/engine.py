@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from infomux import _whisper
 
 SAMPLE_RATE = 16000
+"""whisper.cpp's rate (``_whisper.SAMPLE_RATE``; ``infomux.audio.SAMPLE_RATE`` is the same)."""
 _native_logger = logging.getLogger("infomux.whisper")
 
 

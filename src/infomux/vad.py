@@ -290,7 +290,8 @@ def find_cuts(
     (each part pays at least one 30 s encoder window). The cuts depend only on the
     audio: the same input always gives the same cuts.
     """
-    rate = 16000
+    from infomux.engine import SAMPLE_RATE as rate
+
     duration = samples.size / rate
     parts = min(parts, int(duration // min_part)) if min_part > 0 else parts
     cuts: list[float] = []

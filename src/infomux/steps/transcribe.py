@@ -10,10 +10,10 @@ from typing import Any
 from infomux import storage
 from infomux.errors import InfomuxError, StepError
 from infomux.steps import StepContext, StepResult, register_step
+from infomux.steps.extract_audio import AUDIO_FILE
 
 log = logging.getLogger("infomux.steps.transcribe")
 
-AUDIO_FILE = "audio.wav"
 _LOAD_SECONDS = "transcribe.model_load_seconds"
 # prepare() of one input may still be loading while the next input's starts
 _RESOURCE_LOCK = threading.Lock()
@@ -91,6 +91,7 @@ class Transcribe:
     def run(self, ctx: StepContext) -> StepResult:
         """Transcribe the audio handed over by extract_audio (or audio.wav on resume)."""
         from infomux import engine, writers
+        from infomux.engine import SAMPLE_RATE
 
         formats = writers.parse_formats(ctx.options.get("formats") or writers.DEFAULT_FORMATS)
         options = transcribe_options(ctx.options)
@@ -106,7 +107,7 @@ class Transcribe:
         if samples is None:
             samples = self._read_audio(ctx)
 
-        log.info("transcribe: model %s, %.1f s of audio", ref.name, samples.size / 16000)
+        log.info("transcribe: model %s, %.1f s of audio", ref.name, samples.size / SAMPLE_RATE)
         ctx.progress("transcribe", 0)
         started = time.perf_counter()
         transcript = model.transcribe(
