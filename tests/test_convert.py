@@ -367,9 +367,10 @@ def test_conversion_time_and_peak_memory(ct2_dir: Path, tmp_path: Path, out_type
         timeout=300,
     )
     seconds, copy, rss_kib = out.stdout.split()
-    # Here f16 takes ~5 and q8_0 ~16 copies of the 75 MB source; a per-element Python
-    # loop would take hundreds.
-    assert float(seconds) < 50 * float(copy), (seconds, copy)
+    # Here f16 takes ~5-15 and q8_0 ~15-55 copies of the 75 MB source (the copy is from
+    # the page cache: its time varies); a per-element Python loop over the 39 M weights
+    # would take about a thousand.
+    assert float(seconds) < 400 * float(copy), (seconds, copy)
     assert int(rss_kib) / 1024 < 300
 
 
