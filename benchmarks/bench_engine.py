@@ -11,7 +11,10 @@ blur the numbers), variants interleaved run by run:
 * ``pair``: two different clips transcribed side by side on one thread each (two
   whisper_states on one model) vs the same two one after the other on two threads;
 * ``state``: the memory of one more whisper_state (RSS before and after a call that
-  needs one), which is the "K x one state's size" of the memory bar.
+  needs one), which is the "K x one state's size" of the memory bar;
+* ``resume``: a pipeline run interrupted two thirds of the way through its
+  transcription, then resumed (it goes on from its last segment), against a whole run:
+  the time of the resume's transcribe step over the whole run's.
 
 GGML_LLAMAFILE is a build option: its effect shows in ``bench_backends.py`` (whisper-cli
 is built stock, without it) and in the profile. Writes ``bench_engine.json`` and
@@ -34,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import contextlib
 
 from benchlib import BENCH_DIR, DEFAULT_MEDIA, enter_autogroup, machine_info, word_error_rate
 
@@ -60,7 +65,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--streams", type=int, default=2)
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--only", nargs="*", default=["logits", "streams", "pair", "state"])
+    p.add_argument("--only", nargs="*", default=["logits", "streams", "pair", "state", "resume"])
     p.add_argument("--autogroup-nice", type=int, default=None)
     p.add_argument("--out", type=Path, default=BENCH_DIR / "results")
     args = p.parse_args()
@@ -161,21 +166,23 @@ def main() -> int:
         fresh.transcribe(clip, dataclasses.replace(base, n_threads=1))
         before = _rss_mb()
         hold = threading.Barrier(2, timeout=120)
-        first = True
 
-        def wait_once(_: int) -> None:
-            nonlocal first
-            if first:
-                first = False
-                hold.wait()
+        def waiter() -> Any:
+            first = [True]
 
+            def wait_once(_: int) -> None:
+                if first[0]:  # both calls are inside the model before either finishes
+                    first[0] = False
+                    hold.wait()
+
+            return wait_once
+
+        one_thread = dataclasses.replace(base, n_threads=1)
         th = threading.Thread(
-            target=fresh.transcribe,
-            args=(clip, dataclasses.replace(base, n_threads=1)),
-            kwargs={"on_progress": wait_once},
+            target=fresh.transcribe, args=(clip, one_thread), kwargs={"on_progress": waiter()}
         )
         th.start()
-        fresh.transcribe(clip, dataclasses.replace(base, n_threads=1), on_progress=wait_once)
+        fresh.transcribe(clip, one_thread, on_progress=waiter())
         th.join()
         results["state"] = {
             "states": fresh.n_states,
@@ -186,12 +193,61 @@ def main() -> int:
         fresh.close()
         print("state", results["state"], flush=True)
 
+    if "resume" in args.only:
+        results["resume"] = _resume(args, ref)
+        print("resume", results["resume"], flush=True)
+
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_engine.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "bench_engine.md").write_text(_markdown(results))
     print(f"wrote {args.out / 'bench_engine.md'}")
     return 0
+
+
+def _resume(args: argparse.Namespace, ref: Any) -> dict[str, Any]:
+    """Whole run vs the resume of one interrupted at two thirds (transcribe step times)."""
+    import os
+    import tempfile
+
+    from infomux import pipeline, storage
+    from infomux.errors import TranscriptionCancelled
+
+    config = {
+        "model": str(ref.path),
+        "language": "en",
+        "threads": args.threads,
+        "formats": ["txt"],
+        "streams": 1,
+    }
+    path = args.media / args.file
+    whole, resumed = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["INFOMUX_DATA_DIR"] = tmp
+        resources: dict[str, Any] = {}
+        for _ in range(args.runs):
+            job, run_dir = pipeline.create_run(path, config=config)
+            pipeline.execute(job, run_dir, resources=resources)
+            whole.append(storage.load_job(run_dir).steps[1].duration_seconds or 0.0)
+
+            job, run_dir = pipeline.create_run(path, config=config)
+            cancel = threading.Event()
+
+            def stop_at_two_thirds(step: str, pct: int, cancel: Any = cancel) -> None:
+                if step == "transcribe" and pct >= 67:
+                    cancel.set()
+
+            with contextlib.suppress(TranscriptionCancelled):
+                pipeline.execute(
+                    job, run_dir, resources=resources, on_progress=stop_at_two_thirds, cancel=cancel
+                )
+            job = storage.load_job(run_dir)
+            pipeline.prepare_resume(job, run_dir)
+            pipeline.execute(job, run_dir, resources=resources)
+            resumed.append(storage.load_job(run_dir).steps[1].duration_seconds or 0.0)
+        pipeline.close_resources(resources)
+    w, r = statistics.median(whole), statistics.median(resumed)
+    return {"whole_s": round(w, 3), "resume_s": round(r, 3), "ratio": round(r / w, 3)}
 
 
 def _markdown(r: dict[str, Any]) -> str:
@@ -227,6 +283,12 @@ def _markdown(r: dict[str, Any]) -> str:
         )
     if "state" in r:
         lines.append(f"- one more whisper_state: {r['state']['one_state_mb']} MB of RSS")
+    if "resume" in r:
+        m = r["resume"]
+        lines.append(
+            f"- resume of a run interrupted at 2/3 of its transcription: {m['resume_s']:.2f} s "
+            f"against {m['whole_s']:.2f} s for a whole run (x{m['ratio']:.2f})"
+        )
     lines.append(
         f"- RSS: {r['rss_before_load_mb']} MB before the model, {r['rss_after_load_mb']} MB "
         f"after; peak {r['peak_rss_mb']} MB"

@@ -162,6 +162,11 @@ whisper_full_params make_full_params(const DecodeParams& p, const std::string& l
     fp.max_len = p.max_len;
     fp.split_on_word = p.split_on_word;
     fp.initial_prompt = p.initial_prompt.empty() ? nullptr : p.initial_prompt.c_str();
+    if (!p.prompt_tokens.empty()) {
+        fp.initial_prompt = nullptr;
+        fp.prompt_tokens = p.prompt_tokens.data();
+        fp.prompt_n_tokens = static_cast<int>(p.prompt_tokens.size());
+    }
     fp.language = language.c_str();
     fp.detect_language = false;
     fp.suppress_blank = p.suppress_blank;
@@ -285,6 +290,7 @@ Model::Model(const std::string& path, const ModelParams& params) {
     info_.is_multilingual = whisper_is_multilingual(ctx_.get()) != 0;
     info_.n_vocab = whisper_n_vocab(ctx_.get());
     info_.token_eot = whisper_token_eot(ctx_.get());
+    info_.token_beg = whisper_token_beg(ctx_.get());
     info_.model_type = whisper_model_type_readable(ctx_.get());
     info_.ftype = whisper_model_ftype(ctx_.get());
     auto own = std::make_unique<Slot>();

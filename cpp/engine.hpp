@@ -42,6 +42,9 @@ struct DecodeParams {
     float temperature = 0.0f;
     float temperature_inc = 0.2f;  // 0 disables the temperature fallback
     std::string initial_prompt;
+    // Token ids given as what came before (a resumed transcription: exactly the tokens
+    // whisper.cpp had decoded); when set, initial_prompt is not used.
+    std::vector<int32_t> prompt_tokens;
     bool token_timestamps = false;
     int max_len = 0;  // characters per segment, 0 = no limit
     bool split_on_word = false;
@@ -156,6 +159,7 @@ struct ModelInfo {
     bool is_multilingual = false;
     int n_vocab = 0;
     int token_eot = 0;
+    int token_beg = 0;  // the first timestamp token (<|0.00|>)
     std::string model_type;
     int ftype = 0;
 };

@@ -450,6 +450,7 @@ PYBIND11_MODULE(_whisper, m) {
         .def_readwrite("temperature", &infomux::DecodeParams::temperature)
         .def_readwrite("temperature_inc", &infomux::DecodeParams::temperature_inc)
         .def_readwrite("initial_prompt", &infomux::DecodeParams::initial_prompt)
+        .def_readwrite("prompt_tokens", &infomux::DecodeParams::prompt_tokens)
         .def_readwrite("token_timestamps", &infomux::DecodeParams::token_timestamps)
         .def_readwrite("max_len", &infomux::DecodeParams::max_len)
         .def_readwrite("split_on_word", &infomux::DecodeParams::split_on_word)
@@ -485,6 +486,7 @@ PYBIND11_MODULE(_whisper, m) {
         .def_property_readonly("is_multilingual", [](PyModel& self) { return self.model().info().is_multilingual; })
         .def_property_readonly("n_vocab", [](PyModel& self) { return self.model().info().n_vocab; })
         .def_property_readonly("token_eot", [](PyModel& self) { return self.model().info().token_eot; })
+        .def_property_readonly("token_beg", [](PyModel& self) { return self.model().info().token_beg; })
         .def_property_readonly("model_type", [](PyModel& self) { return self.model().info().model_type; })
         .def_property_readonly("ftype", [](PyModel& self) { return self.model().info().ftype; })
         .def_property_readonly("n_states", [](PyModel& self) { return self.model().n_states(); },

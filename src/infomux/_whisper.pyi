@@ -48,6 +48,7 @@ class DecodeParams:
     temperature: float
     temperature_inc: float
     initial_prompt: str
+    prompt_tokens: list[int]
     token_timestamps: bool
     max_len: int
     split_on_word: bool
@@ -86,6 +87,8 @@ class Model:
     def n_vocab(self) -> int: ...
     @property
     def token_eot(self) -> int: ...
+    @property
+    def token_beg(self) -> int: ...
     @property
     def model_type(self) -> str: ...
     @property

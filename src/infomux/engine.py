@@ -22,7 +22,7 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -328,6 +328,8 @@ class Model:
             raise ModelError(f"{self.path}: {exc}") from exc
         self.is_multilingual: bool = self._native_model.is_multilingual
         self._eot: int = self._native_model.token_eot
+        self.token_beg: int = self._native_model.token_beg
+        """Id of the first timestamp token (``<|0.00|>``); timestamps follow it."""
 
     @property
     def _native_model(self) -> _whisper.Model:
@@ -343,6 +345,7 @@ class Model:
         on_segment: Callable[[Segment], None] | None = None,
         on_progress: Callable[[int], None] | None = None,
         cancel: threading.Event | None = None,
+        prompt_tokens: Sequence[int] | None = None,
     ) -> Transcript:
         """Transcribe 16 kHz mono float32 ``audio``.
 
@@ -352,6 +355,9 @@ class Model:
             on_segment: called with each new :class:`Segment` as it is decoded.
             on_progress: called with the percentage done.
             cancel: when set, inference stops and :class:`TranscriptionCancelled` is raised.
+            prompt_tokens: token ids given to the decoder as what came before (to go on
+                with a transcription exactly as whisper.cpp would have: the ids of the
+                segments' tokens so far); ``options.initial_prompt`` is then not used.
 
         Raises:
             TypeError, ValueError: unusable audio or options.
@@ -364,7 +370,7 @@ class Model:
         duration = samples.size / SAMPLE_RATE
         if samples.size == 0:
             return Transcript((), options.language or "", None, 0.0, options)
-        if options.streams != 1 and not options.vad:
+        if options.streams != 1 and not options.vad and not prompt_tokens:
             from infomux import streams
 
             parts = streams.auto_parts(options, duration)
@@ -391,6 +397,8 @@ class Model:
         params.temperature = options.temperature
         params.temperature_inc = options.temperature_increment
         params.initial_prompt = options.initial_prompt or ""
+        if prompt_tokens:
+            params.prompt_tokens = [int(t) for t in prompt_tokens]
         params.token_timestamps = options.word_timestamps
         params.max_len = options.max_segment_length
         params.split_on_word = options.split_on_word

@@ -71,91 +71,120 @@ def auto_parts(options: TranscribeOptions, duration: float) -> int:
     return plan.streams
 
 
-def transcribe_in_parts(
+def plan_cuts(
+    samples: np.ndarray,
+    options: TranscribeOptions,
+    parts: int,
+    *,
+    vad_model: str | os.PathLike[str] | None = None,
+) -> list[float]:
+    """Where to cut ``samples`` into at most ``parts`` parts (seconds; [] for one pass).
+
+    One pass for audio shorter than two parts of :data:`MIN_PART_SECONDS`, and where
+    Silero VAD finds no silence near an equal split (:func:`infomux.vad.find_cuts`).
+    """
+    from infomux.engine import SAMPLE_RATE
+    from infomux.vad import VadModel, find_cuts
+
+    if parts < 2 or samples.size < 2 * MIN_PART_SECONDS * SAMPLE_RATE or options.vad:
+        return []
+    # Silero's graph is tiny: one thread beats several waiting at barriers
+    with VadModel(vad_model, n_threads=1) as vad:
+        return find_cuts(vad, samples, parts, min_part=MIN_PART_SECONDS)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A stretch of a recording transcribed as one stream (sample indices)."""
+
+    start: int
+    end: int
+    prompt_tokens: tuple[int, ...] = ()
+    """Token ids given to the decoder as what came before (a resumed part); empty: the
+    options' ``initial_prompt``."""
+
+
+def pieces_between(cuts: list[float], n_samples: int) -> list[Piece]:
+    """The parts between ``cuts`` (seconds) of ``n_samples`` samples."""
+    from infomux.engine import SAMPLE_RATE
+
+    bounds = [0, *(round(c * SAMPLE_RATE) for c in cuts), n_samples]
+    return [Piece(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+
+
+def transcribe_pieces(
     model: Model,
     samples: np.ndarray,
     options: TranscribeOptions,
+    pieces: list[Piece],
     *,
-    parts: int,
-    vad_model: str | os.PathLike[str] | None = None,
-    on_segment: Callable[[Segment], None] | None = None,
+    threads: int,
+    on_segment: Callable[[int, Segment], None] | None = None,
+    on_done: Callable[[int, Transcript], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     cancel: threading.Event | None = None,
-) -> Transcript:
-    """Transcribe ``samples`` as up to ``parts`` parts cut at silences, in parallel.
+) -> list[Transcript]:
+    """Transcribe each piece on its own state, all at once, ``threads`` threads each.
 
-    Falls back to one part when the audio is too short or has no silence near an equal
-    split. Each part runs on its own state with ``n_threads // parts`` threads. Segment,
-    word and token times are shifted to the whole recording; ``on_segment`` is called
-    from the worker threads (one at a time), parts interleaved. A failure or
-    cancellation of one part stops the others.
+    Times in the results (and in ``on_segment(piece_index, segment)``, called from the
+    worker threads one at a time) are on the whole recording's clock. ``on_done`` is
+    called when a piece has finished. A failure or cancellation of one piece stops the
+    others; the first piece's error (in piece order) is raised.
     """
-    from infomux.engine import SAMPLE_RATE, Transcript
-    from infomux.vad import VadModel, find_cuts
+    from infomux.engine import SAMPLE_RATE
 
-    duration = samples.size / SAMPLE_RATE
-    total_threads = options.resolved_threads()
-    one = dataclasses.replace(options, streams=1)
-    cuts: list[float] = []
-    if parts > 1 and duration >= 2 * MIN_PART_SECONDS:
-        # Silero's graph is tiny: one thread beats several waiting at barriers
-        with VadModel(vad_model, n_threads=1) as vad:
-            cuts = find_cuts(vad, samples, parts, min_part=MIN_PART_SECONDS)
-    if not cuts:
-        return model.transcribe(
-            samples, one, on_segment=on_segment, on_progress=on_progress, cancel=cancel
-        )
-
-    bounds = [0, *(round(c * SAMPLE_RATE) for c in cuts), samples.size]
-    pieces = [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
-    threads = max(1, total_threads // len(pieces))
-    part_options = dataclasses.replace(one, n_threads=threads)
-    log.info(
-        "transcribing %.1f s in %d parts cut at %s s, %d thread(s) each",
-        duration,
-        len(pieces),
-        ", ".join(f"{c:.2f}" for c in cuts),
-        threads,
-    )
-
+    piece_options = dataclasses.replace(options, streams=1, n_threads=threads)
     stop = threading.Event()
     lock = threading.Lock()
     progress = [0] * len(pieces)
-    weights = [(end - start) / samples.size for start, end in pieces]
+    total = sum(p.end - p.start for p in pieces) or 1
+    weights = [(p.end - p.start) / total for p in pieces]
 
     def report(index: int, pct: int) -> None:
         if on_progress is None:
             return
         with lock:
             progress[index] = pct
-            total = int(sum(p * w for p, w in zip(progress, weights, strict=True)))
-            on_progress(total)
+            done = int(sum(p * w for p, w in zip(progress, weights, strict=True)))
+            on_progress(done)
 
-    def run_part(index: int) -> Transcript:
-        start, end = pieces[index]
-        offset = start / SAMPLE_RATE
+    def run_piece(index: int) -> Transcript:
+        piece = pieces[index]
+        offset = piece.start / SAMPLE_RATE
         segment_cb = None
         if on_segment is not None:
             user_cb = on_segment
 
             def segment_cb(segment: Segment) -> None:
                 with lock:
-                    user_cb(_shifted(segment, offset))
+                    user_cb(index, _shifted(segment, offset))
 
-        return model.transcribe(
-            samples[start:end],
-            part_options,
+        result = model.transcribe(
+            samples[piece.start : piece.end],
+            piece_options,
             on_segment=segment_cb,
             on_progress=lambda pct: report(index, pct),
             cancel=stop,
+            prompt_tokens=piece.prompt_tokens or None,
         )
+        result = dataclasses.replace(
+            result, segments=tuple(_shifted(s, offset) for s in result.segments)
+        )
+        if on_done is not None:
+            with lock:
+                on_done(index, result)
+        return result
+
+    if len(pieces) == 1:  # no thread needed
+        stop = cancel if cancel is not None else stop
+        return [run_piece(0)]
 
     def watch_cancel() -> None:
         if cancel is not None and cancel.is_set():
             stop.set()
 
     with ThreadPoolExecutor(len(pieces), thread_name_prefix="infomux-part") as pool:
-        futures: list[Future[Transcript]] = [pool.submit(run_part, i) for i in range(len(pieces))]
+        futures: list[Future[Transcript]] = [pool.submit(run_piece, i) for i in range(len(pieces))]
         try:
             pending = set(futures)
             while pending:
@@ -169,12 +198,30 @@ def transcribe_in_parts(
             raise
     if cancel is not None and cancel.is_set():
         raise TranscriptionCancelled("transcription cancelled")
-    results = [f.result() for f in futures]  # the first part's error, in part order
+    return [f.result() for f in futures]  # the first part's error, in part order
+
+
+def merge(
+    results: list[Transcript],
+    options: TranscribeOptions,
+    *,
+    duration: float,
+    cuts: list[float],
+    threads: int,
+    before: list[list[Segment]] | None = None,
+) -> Transcript:
+    """One transcript from the pieces' (whose times are already on one clock).
+
+    ``before[i]`` are segments of piece ``i`` transcribed earlier (a resumed run).
+    """
+    from infomux.engine import Transcript
 
     segments: list[Segment] = []
     timings: dict[str, float] = {}
-    for (start, _), result in zip(pieces, results, strict=True):
-        segments.extend(_shifted(s, start / SAMPLE_RATE) for s in result.segments)
+    for i, result in enumerate(results):
+        if before is not None:
+            segments.extend(before[i])
+        segments.extend(result.segments)
         for key, value in result.timings.items():
             if key.endswith("_total_ms") or key.endswith("_calls") or key == "fallbacks":
                 timings[key] = timings.get(key, 0) + value
@@ -182,21 +229,82 @@ def transcribe_in_parts(
         calls = timings.get(f"{stage}_calls", 0)
         if calls:
             timings[f"{stage}_ms"] = timings[f"{stage}_total_ms"] / calls
-    first = results[0]
-    if on_progress is not None:
-        on_progress(100)
+    first = next((r for r in results if r.language), results[0])
     return Transcript(
         segments=tuple(segments),
         language=first.language,
         language_probability=first.language_probability,
         duration=duration,
         options=options,
-        timings=timings,
+        timings=timings if len(results) > 1 or before else dict(results[0].timings),
         cuts=tuple(cuts),
-        streams=len(pieces),
-        threads_per_stream=threads,
+        streams=len(results),
+        threads_per_stream=threads if len(results) > 1 else 0,
         tail_skipped=sum(r.tail_skipped for r in results),
     )
+
+
+def transcribe_in_parts(
+    model: Model,
+    samples: np.ndarray,
+    options: TranscribeOptions,
+    *,
+    parts: int,
+    vad_model: str | os.PathLike[str] | None = None,
+    on_segment: Callable[[Segment], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> Transcript:
+    """Transcribe ``samples`` as up to ``parts`` parts cut at silences, in parallel.
+
+    Falls back to one pass when the audio is too short or has no silence near an equal
+    split (:func:`plan_cuts`). Each part runs on its own state with ``n_threads //
+    parts`` threads, with normal conditioning inside it. Segment, word and token times
+    are on the whole recording's clock; ``on_segment`` is called from the worker threads
+    (one at a time), parts interleaved. A failure or cancellation of one part stops the
+    others.
+    """
+    from infomux.engine import SAMPLE_RATE
+
+    duration = samples.size / SAMPLE_RATE
+    cuts = plan_cuts(samples, options, parts, vad_model=vad_model)
+    if not cuts:
+        return model.transcribe(
+            samples,
+            dataclasses.replace(options, streams=1),
+            on_segment=on_segment,
+            on_progress=on_progress,
+            cancel=cancel,
+        )
+    pieces = pieces_between(cuts, samples.size)
+    threads = max(1, options.resolved_threads() // len(pieces))
+    log.info(
+        "transcribing %.1f s in %d parts cut at %s s, %d thread(s) each",
+        duration,
+        len(pieces),
+        ", ".join(f"{c:.2f}" for c in cuts),
+        threads,
+    )
+    segment_cb = None
+    if on_segment is not None:
+        user_cb = on_segment
+
+        def segment_cb(_: int, segment: Segment) -> None:
+            user_cb(segment)
+
+    results = transcribe_pieces(
+        model,
+        samples,
+        options,
+        pieces,
+        threads=threads,
+        on_segment=segment_cb,
+        on_progress=on_progress,
+        cancel=cancel,
+    )
+    if on_progress is not None:
+        on_progress(100)
+    return merge(results, options, duration=duration, cuts=cuts, threads=threads)
 
 
 def _shifted(segment: Segment, offset: float) -> Segment:

@@ -9,6 +9,7 @@ from typing import Any
 
 from infomux import storage
 from infomux.errors import InfomuxError, StepError
+from infomux.partial import PartialTranscript
 from infomux.steps import StepContext, StepResult, register_step
 from infomux.steps.extract_audio import AUDIO_FILE
 
@@ -110,12 +111,11 @@ class Transcribe:
         log.info("transcribe: model %s, %.1f s of audio", ref.name, samples.size / SAMPLE_RATE)
         ctx.progress("transcribe", 0)
         started = time.perf_counter()
-        transcript = model.transcribe(
-            samples,
-            options,
-            on_progress=lambda pct: ctx.progress("transcribe", pct),
-            cancel=ctx.cancel,
-        )
+        partial = PartialTranscript(ctx.run_dir)
+        try:
+            transcript, resumed = _transcribe_resumably(ctx, model, ref, samples, options, partial)
+        finally:
+            partial.close()
         inference_seconds = time.perf_counter() - started
         ctx.progress("transcribe", 100)
 
@@ -126,6 +126,7 @@ class Transcribe:
             storage.atomic_write_text(ctx.run_dir / name, text, sync_dir=False)
             outputs.append(name)
         storage.fsync_dir(ctx.run_dir)  # one directory sync for all the renames
+        partial.remove()  # the transcript is complete
         duration = float(transcript.duration)
         log.info(
             "transcribe: %d segments, language %s, %.2f s (%.1fx real time)",
@@ -150,6 +151,10 @@ class Transcribe:
                 "threads_per_stream": transcript.threads_per_stream or options.resolved_threads(),
                 "cut_points": list(transcript.cuts),
                 "tail_skipped_seconds": round(transcript.tail_skipped, 3),
+                # where an interrupted transcription went on from (seconds, one per part
+                # that had begun) and how many segments it kept
+                "resume_points": resumed["points"],
+                "resumed_segments": resumed["segments"],
             },
         )
 
@@ -162,3 +167,123 @@ class Transcribe:
             raise StepError("transcribe", f"{AUDIO_FILE} is missing from {ctx.run_dir}")
         log.debug("reading %s (no decoded audio in memory)", path)
         return audio.load_audio(path)
+
+
+# whisper.cpp takes at most n_text_ctx / 2 - 1 = 223 tokens of its history as prompt.
+_PROMPT_TOKENS = 223
+
+
+def _transcribe_resumably(
+    ctx: StepContext,
+    model: Any,
+    ref: Any,
+    samples: Any,
+    options: Any,
+    partial: PartialTranscript,
+) -> tuple[Any, dict[str, Any]]:
+    """Transcribe, writing each segment to the partial transcript as it comes, and going
+    on from where an interrupted attempt stopped (each part from the end of its last
+    complete segment, with the text before it as prompt, as whisper.cpp would have had).
+    """
+    from infomux import streams
+    from infomux.engine import SAMPLE_RATE, Transcript
+    from infomux.partial import Progress
+
+    duration = samples.size / SAMPLE_RATE
+    parts = streams.auto_parts(options, duration) if options.streams != 1 else 1
+    fingerprint = {
+        "model_sha256": ref.sha256,
+        "samples": int(samples.size),
+        "options": {k: v for k, v in options.to_dict().items() if k != "n_threads"},
+    }
+    progress = partial.load(fingerprint)
+    if progress is None:
+        cuts = streams.plan_cuts(samples, options, parts)
+        progress = Progress(cuts=cuts)
+        partial.start(fingerprint, cuts)
+    else:
+        partial.reopen()
+    pieces = streams.pieces_between(progress.cuts, samples.size)
+    threads = max(1, options.resolved_threads() // len(pieces))
+    todo: list[tuple[int, streams.Piece]] = []
+    points: list[float] = []
+    for i, piece in enumerate(pieces):
+        if i in progress.done:
+            continue
+        before = progress.part(i)
+        if before:
+            start = min(piece.end, max(piece.start, round(before[-1].end * SAMPLE_RATE)))
+            # whisper.cpp's rolling prompt is the decoded tokens (text and timestamps)
+            # of the windows before, of which it takes the last n_text_ctx / 2 - 1
+            history = [] if options.no_context else decoded_tokens(before, model.token_beg)
+            piece = streams.Piece(start, piece.end, tuple(history[-_PROMPT_TOKENS:]))
+            points.append(round(start / SAMPLE_RATE, 3))
+        todo.append((i, piece))
+    kept = sum(len(v) for v in progress.segments.values())
+    if kept:
+        log.info(
+            "transcribe: going on from %s s (%d segments kept)",
+            ", ".join(f"{p:.2f}" for p in points) or "the end",
+            kept,
+        )
+    elif len(pieces) > 1:
+        log.info(
+            "transcribing %.1f s in %d parts cut at %s s, %d thread(s) each",
+            duration,
+            len(pieces),
+            ", ".join(f"{c:.2f}" for c in progress.cuts),
+            threads,
+        )
+    results = (
+        streams.transcribe_pieces(
+            model,
+            samples,
+            options,
+            [piece for _, piece in todo],
+            threads=threads,
+            on_segment=lambda j, seg: partial.add_segment(todo[j][0], seg),
+            on_done=lambda j, result: partial.part_done(todo[j][0], result.language),
+            on_progress=lambda pct: ctx.progress("transcribe", pct),
+            cancel=ctx.cancel,
+        )
+        if todo
+        else []
+    )
+    by_part = {i: r for (i, _), r in zip(todo, results, strict=True)}
+    english = "en" if not model.is_multilingual else (options.language or "")
+    aligned = [
+        by_part.get(i) or Transcript((), progress.done.get(i) or english, None, 0.0, options)
+        for i in range(len(pieces))
+    ]
+    transcript = streams.merge(
+        aligned,
+        options,
+        duration=duration,
+        cuts=progress.cuts,
+        threads=threads,
+        before=[progress.part(i) for i in range(len(pieces))],
+    )
+    return transcript, {"points": points, "segments": kept}
+
+
+def decoded_tokens(segments: list[Any], token_beg: int) -> list[int]:
+    """The token ids whisper.cpp decoded for ``segments``, as its rolling prompt holds them.
+
+    whisper.cpp's segments keep their tokens, except the timestamp that opens each
+    segment after the first of a 30 s window (it is consumed with the previous
+    segment's closing one); it is put back from the segment's start time, counted from
+    the window's start (which the window's first timestamp token gives).
+    """
+    ids: list[int] = []
+    window_cs: int | None = None
+    for segment in segments:
+        if not segment.tokens:
+            continue
+        first = segment.tokens[0].id
+        start_cs = round(segment.start * 100)
+        if first >= token_beg:  # a window's first segment opens with its timestamp
+            window_cs = start_cs - 2 * (first - token_beg)
+        elif window_cs is not None:
+            ids.append(token_beg + (start_cs - window_cs) // 2)
+        ids.extend(t.id for t in segment.tokens)
+    return ids
