@@ -17,7 +17,6 @@ Cache: ``$INFOMUX_CACHE_DIR`` or ``$XDG_CACHE_HOME/infomux`` or ``~/.cache/infom
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import os
 import shutil
@@ -26,6 +25,7 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Any
 
 PACKAGE = "pywhispercpp"
 PACKAGE_VERSION = "1.5.1"
@@ -120,10 +120,22 @@ def ensure_source() -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / ".whisper.cpp.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        _lock(lock)
         if not marker.is_file():
             _unpack(_download_sdist(target.parent), target)
     return target
+
+
+def _lock(fh: Any) -> None:
+    """Hold an exclusive lock on ``fh`` until it is closed (POSIX flock, Windows locking)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        msvcrt.locking(fh.fileno(), msvcrt.LK_LOCK, 1)
+        return
+    fcntl.flock(fh, fcntl.LOCK_EX)
 
 
 def main() -> int:

@@ -146,6 +146,14 @@ whisper_full_params make_full_params(const DecodeParams& p, const std::string& l
     // it. Calls must be independent (one Model serves many files), so it is always set,
     // and our own no_context option turns the rolling prompt off with n_max_text_ctx=0.
     fp.n_max_text_ctx = p.no_context ? 0 : p.max_text_ctx;
+#ifdef INFOMUX_PATCH_NO_HISTORY
+    // no_context with a prompt: the user's prompt in every window, no decoded history
+    if (p.no_context && (!p.initial_prompt.empty() || !p.prompt_tokens.empty())) {
+        fp.n_max_text_ctx = p.max_text_ctx;
+        fp.carry_initial_prompt = true;
+        fp.no_history = true;
+    }
+#endif
     fp.offset_ms = 0;
     fp.duration_ms = 0;
     fp.translate = p.translate;

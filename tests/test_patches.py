@@ -152,3 +152,21 @@ def test_logits_patch_keeps_transcripts_byte_identical(
     assert _as_data(patched) == _as_data(unpatched)
     if name.startswith(("speech", "long")):
         assert patched.text, "nothing was transcribed: the comparison would prove nothing"
+
+
+@pytest.mark.model
+def test_no_context_keeps_the_users_prompt(tiny: Model, media_dir: Path) -> None:
+    """Patch 0003: no_context drops the decoded history, not the user's initial prompt
+    (before it, whisper.cpp built no prompt at all and the prompt was silently lost)."""
+    if "0003-prompt-without-history.patch" not in engine.build_info()["patches"]:
+        pytest.skip("this build does not carry patch 0003")
+    samples = audio.load_audio(media_dir / "speech_a.wav")
+    prompt = "THE RIVER TOWN WOKE SLOWLY. FISHING BOATS DRIFTED PAST."
+    plain = tiny.transcribe(samples, TranscribeOptions(n_threads=2, no_context=True))
+    prompted = tiny.transcribe(
+        samples, TranscribeOptions(n_threads=2, no_context=True, initial_prompt=prompt)
+    )
+    assert prompted.text != plain.text
+    # the same prompt with the rolling context on starts the same way
+    with_context = tiny.transcribe(samples, TranscribeOptions(n_threads=2, initial_prompt=prompt))
+    assert prompted.segments[0].text == with_context.segments[0].text
