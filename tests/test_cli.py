@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import struct
@@ -852,3 +853,47 @@ def test_main_in_process_stdout_contract(
     out, err = capsys.readouterr()
     assert code == 0 and err == ""
     assert Path(out.strip()).is_dir() and out.count("\n") == 1
+
+
+_SLOW_PREPARE = """
+import os, signal, sys, threading, time
+from infomux import pipeline
+from infomux.steps import StepResult, register_step
+
+@register_step("test_wait_for_signal")
+class Wait:
+    def run(self, ctx):
+        time.sleep(120)
+        return StepResult()
+
+@register_step("test_slow_prepare", requires=("test_wait_for_signal",))
+class SlowPrepare:
+    def prepare(self, ctx):
+        time.sleep(120)  # a model load whisper.cpp cannot abort
+    def run(self, ctx):
+        return StepResult()
+
+pipeline.register_pipeline("test_slow", ("test_wait_for_signal", "test_slow_prepare"))
+threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+sys.argv = ["infomux", "run", "-q", "--pipeline", "test_slow", sys.argv[1]]
+from infomux.cli import run
+run()
+"""
+
+
+def test_ctrl_c_does_not_wait_for_a_background_prepare(media_dir: Path) -> None:
+    """Issue 10.9: after Ctrl-C the exit does not wait for a prepare() still running in
+    the background (job.json is already saved)."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", _SLOW_PREPARE, str(media_dir / "speech_a.wav")],
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 130, proc.stderr
+    assert elapsed < 60, f"the exit waited {elapsed:.1f} s for the background prepare()"
+    runs = Path(os.environ["INFOMUX_DATA_DIR"]) / "runs"
+    (run_dir,) = list(runs.iterdir())
+    assert json.loads((run_dir / "job.json").read_text())["status"] == "interrupted"

@@ -1,8 +1,6 @@
 """``python -m infomux``: the same as the ``infomux`` command."""
 
-import sys
-
-from infomux.cli import main
+from infomux.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

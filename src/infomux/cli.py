@@ -12,6 +12,7 @@ commands import them inside their ``run``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -50,6 +51,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run() -> None:
+    """The ``infomux`` command: :func:`main`, then exit with its status.
+
+    After an interruption, a step's background preparation (a model load, which
+    whisper.cpp cannot abort) may still be running; job.json is already saved, so the
+    process exits at once instead of waiting for it.
+    """
+    code = main()
+    if code == EXIT_INTERRUPTED:
+        from infomux import pipeline
+
+        if pipeline.background_work_pending():
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
+            os._exit(code)
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -184,6 +184,29 @@ def _finish(record: StepRecord, status: StepStatus, started: float, error: str |
     record.error = error
 
 
+# prepare() calls still running in the background (e.g. a model load that Ctrl-C
+# interrupted the run around): the CLI exits without waiting for them.
+_BACKGROUND: set[Future[None]] = set()
+_BACKGROUND_LOCK = threading.Lock()
+
+
+def background_work_pending() -> bool:
+    """Whether a step's ``prepare()`` is still running in a background thread."""
+    with _BACKGROUND_LOCK:
+        return any(not f.done() for f in _BACKGROUND)
+
+
+def _track(future: Future[None]) -> None:
+    with _BACKGROUND_LOCK:
+        _BACKGROUND.add(future)
+
+    def forget(done: Future[None]) -> None:
+        with _BACKGROUND_LOCK:
+            _BACKGROUND.discard(done)
+
+    future.add_done_callback(forget)
+
+
 def _start_preparations(
     job: JobEnvelope, run_dir: Path, steps: dict[str, Any], ctx: StepContext
 ) -> tuple[ThreadPoolExecutor | None, dict[str, Future[None]]]:
@@ -197,6 +220,7 @@ def _start_preparations(
             if executor is None:
                 executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infomux-prepare")
             prepared[name] = executor.submit(prepare, ctx)
+            _track(prepared[name])
     return executor, prepared
 
 
