@@ -142,6 +142,35 @@ void check_samples(const py::array& samples) {
     }
 }
 
+// ggml's own quantizers (the reference ones: ggml_quantize_chunk), for the converter.
+py::bytes quantize(const py::array& values, const std::string& type_name) {
+    check_samples(values);
+    static const std::pair<const char*, ggml_type> kTypes[] = {
+        {"q8_0", GGML_TYPE_Q8_0}, {"q5_1", GGML_TYPE_Q5_1}, {"q5_0", GGML_TYPE_Q5_0},
+        {"q4_1", GGML_TYPE_Q4_1}, {"q4_0", GGML_TYPE_Q4_0}};
+    ggml_type type = GGML_TYPE_COUNT;
+    for (const auto& [name, t] : kTypes) {
+        if (type_name == name) type = t;
+    }
+    if (type == GGML_TYPE_COUNT) {
+        throw py::value_error("unknown quantization type '" + type_name +
+                              "'; choose from q8_0, q5_1, q5_0, q4_1, q4_0");
+    }
+    const auto n = static_cast<int64_t>(values.shape(0));
+    const int64_t block = ggml_blck_size(type);
+    if (n % block != 0) {
+        throw py::value_error("the number of values must be a multiple of " + std::to_string(block));
+    }
+    std::string out(ggml_row_size(type, n), '\0');
+    const auto* src = static_cast<const float*>(values.data());
+    {
+        py::gil_scoped_release release;
+        // one row per block keeps each row's size far below int limits
+        ggml_quantize_chunk(type, src, out.data(), 0, n / block, block, nullptr);
+    }
+    return py::bytes(out);
+}
+
 // Hooks that reach Python. Every Python call happens with the GIL taken here and
 // any exception is stashed, which aborts inference at the next poll.
 class PyHooks final : public infomux::Hooks {
@@ -421,6 +450,9 @@ PYBIND11_MODULE(_whisper, m) {
     m.def("lang_id", &infomux::lang_id, "lang"_a, "Id of a language code (-1 if unknown).");
     m.def("set_log_level", &set_log_level, "level"_a,
           "Forward native log lines at this Python logging level and above.");
+    m.def("quantize", &quantize, "values"_a, "type"_a,
+          "Quantize float32 values (a multiple of 32) with ggml's reference quantizer; the raw "
+          "ggml blocks.");
     m.def("set_all_logits", &infomux::set_all_logits, "all"_a,
           "Patch 0001's switch: True projects every token onto the vocabulary, as unpatched "
           "whisper.cpp does. Returns False if this build lacks the patch.");
