@@ -412,3 +412,17 @@ def test_calls_are_independent(loaded_model: Model, media_dir: Path) -> None:
     loaded_model.transcribe(other, opts)
     again = loaded_model.transcribe(speech, opts)
     assert again.segments == first.segments
+
+
+def test_multilingual_model_detects_the_language_of_half_a_second(whisper_cpp_dir: Path) -> None:
+    """Issue 10.7: under 1 s of audio used to give a silently empty language on a
+    multilingual model; whisper.cpp handles from 100 ms. (The for-tests model has random
+    weights: this checks the code path, not the answer.)"""
+    with Model(whisper_cpp_dir / "models" / "for-tests-ggml-tiny.bin") as model:
+        assert model.is_multilingual
+        noise = (np.random.default_rng(0).standard_normal(8000) * 0.1).astype(np.float32)
+        result = model.transcribe(noise, TranscribeOptions(n_threads=1))
+        assert result.language and result.language_probability is not None
+        # below 100 ms there is nothing to detect or transcribe
+        tiny = model.transcribe(noise[:800], TranscribeOptions(n_threads=1))
+        assert tiny.language == "" and not tiny.segments
