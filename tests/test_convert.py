@@ -357,7 +357,7 @@ print(seconds, copy, peak_kib)
 
 @pytest.mark.parametrize("out_type", ["f16", "q8_0"])
 def test_conversion_time_and_peak_memory(ct2_dir: Path, tmp_path: Path, out_type: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env = dict(os.environ)  # the infomux the tests import (conftest sets PYTHONPATH in dev)
     out = subprocess.run(
         [sys.executable, "-c", _MEASURE, str(ct2_dir), str(tmp_path / "m.bin"), out_type],
         capture_output=True,
