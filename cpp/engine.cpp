@@ -306,12 +306,17 @@ Model::Model(const std::string& path, const ModelParams& params) {
     slots_.push_back(std::move(own));
 }
 
-Model::~Model() {
+Model::~Model() { shut_down(); }
+
+// Refuses new calls, waits for the running ones, then frees everything.
+void Model::shut_down() {
     std::unique_lock<std::mutex> lock(pool_mutex_);
     closed_ = true;
     pool_cv_.wait(lock, [this] { return running_ == 0; });
-    slots_.clear();
+    slots_.clear();  // the states before the context they were made from
     ctx_.reset();
+    std::lock_guard<std::mutex> vad_lock(tail_vad_mutex_);
+    tail_vad_.reset();
 }
 
 bool Model::inside_own_call() const {
@@ -323,13 +328,7 @@ void Model::close() {
     if (inside_own_call()) {
         throw std::logic_error("close() was called from inside a transcription of this model");
     }
-    std::unique_lock<std::mutex> lock(pool_mutex_);
-    closed_ = true;
-    pool_cv_.wait(lock, [this] { return running_ == 0; });
-    slots_.clear();  // the states before the context they were made from
-    ctx_.reset();
-    std::lock_guard<std::mutex> vad_lock(tail_vad_mutex_);
-    tail_vad_.reset();
+    shut_down();
 }
 
 int Model::n_states() const {

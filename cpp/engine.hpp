@@ -198,6 +198,7 @@ private:
     class Lease;
     VadModel* tail_vad(const std::string& path);
 
+    void shut_down();
     int acquire(bool need_own_state);
     void release(int slot);
     bool inside_own_call() const;

@@ -112,6 +112,18 @@ def pieces_between(cuts: list[float], n_samples: int) -> list[Piece]:
     return [Piece(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
 
 
+def log_plan(duration: float, cuts: list[float], threads: int) -> None:
+    """Say on the log how a recording is cut into parts (nothing for one pass)."""
+    if cuts:
+        log.info(
+            "transcribing %.1f s in %d parts cut at %s s, %d thread(s) each",
+            duration,
+            len(cuts) + 1,
+            ", ".join(f"{c:.2f}" for c in cuts),
+            threads,
+        )
+
+
 def transcribe_pieces(
     model: Model,
     samples: np.ndarray,
@@ -134,7 +146,8 @@ def transcribe_pieces(
     from infomux.engine import SAMPLE_RATE
 
     piece_options = dataclasses.replace(options, streams=1, n_threads=threads)
-    stop = threading.Event()
+    # one piece runs on this thread and stops on `cancel` itself; several share `stop`
+    stop = cancel if len(pieces) == 1 and cancel is not None else threading.Event()
     lock = threading.Lock()
     progress = [0] * len(pieces)
     total = sum(p.end - p.start for p in pieces) or 1
@@ -176,7 +189,6 @@ def transcribe_pieces(
         return result
 
     if len(pieces) == 1:  # no thread needed
-        stop = cancel if cancel is not None else stop
         return [run_piece(0)]
 
     def watch_cancel() -> None:
@@ -226,9 +238,9 @@ def merge(
             if key.endswith("_total_ms") or key.endswith("_calls") or key == "fallbacks":
                 timings[key] = timings.get(key, 0) + value
     for stage in ("sample", "encode", "decode", "batchd", "prompt"):
-        calls = timings.get(f"{stage}_calls", 0)
-        if calls:
-            timings[f"{stage}_ms"] = timings[f"{stage}_total_ms"] / calls
+        if f"{stage}_total_ms" in timings:  # per-call averages, the keys job.json always had
+            calls = timings.get(f"{stage}_calls", 0)
+            timings[f"{stage}_ms"] = timings[f"{stage}_total_ms"] / calls if calls else 0.0
     first = next((r for r in results if r.language), results[0])
     return Transcript(
         segments=tuple(segments),
@@ -236,7 +248,7 @@ def merge(
         language_probability=first.language_probability,
         duration=duration,
         options=options,
-        timings=timings if len(results) > 1 or before else dict(results[0].timings),
+        timings=timings,
         cuts=tuple(cuts),
         streams=len(results),
         threads_per_stream=threads if len(results) > 1 else 0,
@@ -278,13 +290,7 @@ def transcribe_in_parts(
         )
     pieces = pieces_between(cuts, samples.size)
     threads = max(1, options.resolved_threads() // len(pieces))
-    log.info(
-        "transcribing %.1f s in %d parts cut at %s s, %d thread(s) each",
-        duration,
-        len(pieces),
-        ", ".join(f"{c:.2f}" for c in cuts),
-        threads,
-    )
+    log_plan(duration, cuts, threads)
     segment_cb = None
     if on_segment is not None:
         user_cb = on_segment

@@ -89,8 +89,7 @@ class _BatchProgress:
 
         def report(step: str, percent: int) -> None:
             with self._lock:
-                done = 100 if step == "transcribe" and percent >= 100 else percent
-                self._percent[index] = done if step == "transcribe" else 0
+                self._percent[index] = percent if step == "transcribe" else 0
                 total = sum(self._percent) // len(self._percent)
             self._reporter(self._label, total)
 

@@ -226,14 +226,8 @@ def _transcribe_resumably(
             ", ".join(f"{p:.2f}" for p in points) or "the end",
             kept,
         )
-    elif len(pieces) > 1:
-        log.info(
-            "transcribing %.1f s in %d parts cut at %s s, %d thread(s) each",
-            duration,
-            len(pieces),
-            ", ".join(f"{c:.2f}" for c in progress.cuts),
-            threads,
-        )
+    else:
+        streams.log_plan(duration, progress.cuts, threads)
     results = (
         streams.transcribe_pieces(
             model,
