@@ -29,6 +29,14 @@ class SegmentLike(Protocol):
     words: Sequence[WordLike]
 
 
+class CueLike(Protocol):
+    start: float
+    end: float
+
+    @property
+    def text(self) -> str: ...
+
+
 class TranscriptLike(Protocol):
     segments: Sequence[SegmentLike]
     language: str
@@ -71,9 +79,29 @@ def to_txt(transcript: TranscriptLike) -> str:
 
 
 def to_srt(transcript: TranscriptLike) -> str:
-    """SubRip: numbered cues, ``HH:MM:SS,mmm --> HH:MM:SS,mmm``, blank line after each."""
+    """SubRip: numbered cues, ``HH:MM:SS,mmm --> HH:MM:SS,mmm``, blank line after each.
+
+    One cue per segment; :func:`cues_to_srt` writes laid-out cues (:mod:`infomux.subtitles`).
+    """
+    return cues_to_srt(_cues(transcript))
+
+
+def to_vtt(transcript: TranscriptLike) -> str:
+    """WebVTT: ``WEBVTT`` header, then ``HH:MM:SS.mmm --> HH:MM:SS.mmm`` cues (one per segment)."""
+    return cues_to_vtt(_cues(transcript))
+
+
+def _cue_parts(cue: CueLike | tuple[float, float, str]) -> tuple[float, float, str]:
+    if isinstance(cue, tuple):
+        return cue
+    return cue.start, max(cue.end, cue.start), cue.text
+
+
+def cues_to_srt(cues: Sequence[CueLike] | Sequence[tuple[float, float, str]]) -> str:
+    """SubRip from cues (``start``, ``end``, ``text`` with a newline between lines)."""
     blocks = []
-    for index, (start, end, text) in enumerate(_cues(transcript), start=1):
+    for index, cue in enumerate(cues, start=1):
+        start, end, text = _cue_parts(cue)
         blocks.append(
             f"{index}\n{format_timestamp(start, separator=',')} --> "
             f"{format_timestamp(end, separator=',')}\n{text}\n"
@@ -81,10 +109,11 @@ def to_srt(transcript: TranscriptLike) -> str:
     return "\n".join(blocks)
 
 
-def to_vtt(transcript: TranscriptLike) -> str:
-    """WebVTT: ``WEBVTT`` header, then ``HH:MM:SS.mmm --> HH:MM:SS.mmm`` cues."""
+def cues_to_vtt(cues: Sequence[CueLike] | Sequence[tuple[float, float, str]]) -> str:
+    """WebVTT from cues (``start``, ``end``, ``text`` with a newline between lines)."""
     blocks = ["WEBVTT\n"]
-    for start, end, text in _cues(transcript):
+    for cue in cues:
+        start, end, text = _cue_parts(cue)
         # "-->" may not appear in cue text
         text = text.replace("-->", "->")
         blocks.append(f"{format_timestamp(start)} --> {format_timestamp(end)}\n{text}\n")
@@ -146,6 +175,9 @@ WRITERS: dict[str, Callable[[Any], str]] = {
     "json": to_json,
 }
 """Format name → writer. File name is ``transcript.<format>``."""
+
+CUE_WRITERS: dict[str, Callable[[Any], str]] = {"srt": cues_to_srt, "vtt": cues_to_vtt}
+"""Format name → writer of laid-out cues (:func:`infomux.subtitles.layout`)."""
 
 DEFAULT_FORMATS: tuple[str, ...] = ("txt", "srt", "vtt", "json")
 

@@ -10,7 +10,7 @@ from typing import Any
 from infomux import storage
 from infomux.errors import InfomuxError, StepError
 from infomux.partial import PartialTranscript
-from infomux.steps import StepContext, StepResult, register_step
+from infomux.steps import OptionSpec, StepContext, StepResult, register_step
 from infomux.steps.extract_audio import AUDIO_FILE
 
 log = logging.getLogger("infomux.steps.transcribe")
@@ -21,8 +21,11 @@ _RESOURCE_LOCK = threading.Lock()
 TRANSCRIPT_STEM = "transcript"
 
 
-def transcribe_options(config: dict[str, Any]) -> Any:
+def transcribe_options(config: dict[str, Any], *, words: bool = False) -> Any:
     """Build :class:`infomux.engine.TranscribeOptions` from a run's recorded options.
+
+    ``words`` turns word timestamps on whatever the options say (the subtitle layout
+    needs them).
 
     Raises:
         StepError: the options are not valid (unknown language, vad without a VAD model, ...).
@@ -44,7 +47,7 @@ def transcribe_options(config: dict[str, Any]) -> Any:
             n_threads=config.get("threads"),
             vad=vad,
             vad_model=vad_model,
-            word_timestamps=bool(config.get("word_timestamps", False)),
+            word_timestamps=bool(config.get("word_timestamps", False)) or words,
             # runs recorded before --streams existed ran in one pass
             streams=int(config.get("streams", 1)),
         )
@@ -79,7 +82,31 @@ def _loaded_model(path: str, resources: dict[str, Any]) -> tuple[Any, float]:
         return model, time.perf_counter() - started
 
 
-@register_step("transcribe", requires=("extract_audio",))
+_OPTIONS = (
+    OptionSpec("model", "str", None, "model name in the cache or path to a ggml file"),
+    OptionSpec("language", "str", None, "spoken language (None or 'auto': detect)"),
+    OptionSpec("translate", "bool", False, "translate into English"),
+    OptionSpec("threads", "int", None, "CPU threads (None: min(4, cores))", minimum=1),
+    OptionSpec("streams", "int", 1, "parallel parts of one input (0: auto)", minimum=0),
+    OptionSpec("beam_size", "int", 1, "beam search width (1: greedy)", minimum=1, maximum=16),
+    OptionSpec("best_of", "int", 1, "candidates when sampling", minimum=1, maximum=16),
+    OptionSpec("temperature", "float", 0.0, "sampling temperature", minimum=0.0, maximum=2.0),
+    OptionSpec("prompt", "str", None, "initial prompt (vocabulary, spelling, style)"),
+    OptionSpec("formats", "list", None, "transcript formats (None: txt,srt,vtt,json)"),
+    OptionSpec("vad", "bool", False, "transcribe only the speech Silero VAD finds"),
+    OptionSpec("vad_model", "str", None, "Silero VAD model for vad (None: the bundled one)"),
+    OptionSpec("word_timestamps", "bool", False, "word timings in transcript.json"),
+    OptionSpec("subtitle_layout", "bool", None, "lay .srt/.vtt cues out (false: segments)"),
+    OptionSpec("max_line_chars", "int", None, "subtitle characters per line", minimum=1),
+    OptionSpec("max_lines", "int", None, "subtitle lines per cue", minimum=1),
+    OptionSpec("min_cue_seconds", "float", None, "shortest subtitle cue", minimum=0),
+    OptionSpec("max_cue_seconds", "float", None, "longest subtitle cue", minimum=0),
+    OptionSpec("max_cps", "float", None, "subtitle characters per second", minimum=0),
+    OptionSpec("pause_seconds", "float", None, "pause that ends a subtitle cue", minimum=0),
+)
+
+
+@register_step("transcribe", requires=("extract_audio",), options=_OPTIONS)
 class Transcribe:
     """Transcribe audio.wav with whisper.cpp (transcript.txt/.srt/.vtt/.json)."""
 
@@ -95,7 +122,8 @@ class Transcribe:
         from infomux.engine import SAMPLE_RATE
 
         formats = writers.parse_formats(ctx.options.get("formats") or writers.DEFAULT_FORMATS)
-        options = transcribe_options(ctx.options)
+        layout = subtitle_layout(ctx)
+        options = transcribe_options(ctx.options, words=layout is not None)
         ctx.job.options = options.to_dict()
         ctx.job.environment["engine"] = engine.build_info()
 
@@ -119,10 +147,15 @@ class Transcribe:
         inference_seconds = time.perf_counter() - started
         ctx.progress("transcribe", 100)
 
+        ctx.data["transcript"] = transcript  # for later steps (caption, store)
+        cues, subtitle_stats = _subtitle_cues(transcript, layout, formats)
         outputs = []
         for fmt in formats:
             name = f"{TRANSCRIPT_STEM}.{fmt}"
-            text = writers.WRITERS[fmt](transcript)
+            if cues is not None and fmt in writers.CUE_WRITERS:
+                text = writers.CUE_WRITERS[fmt](cues)
+            else:
+                text = writers.WRITERS[fmt](transcript)
             storage.atomic_write_text(ctx.run_dir / name, text, sync_dir=False)
             outputs.append(name)
         storage.fsync_dir(ctx.run_dir)  # one directory sync for all the renames
@@ -155,6 +188,8 @@ class Transcribe:
                 # that had begun) and how many segments it kept
                 "resume_points": resumed["points"],
                 "resumed_segments": resumed["segments"],
+                # the .srt/.vtt layout (None: one cue per segment)
+                "subtitles": subtitle_stats,
             },
         )
 
@@ -167,6 +202,51 @@ class Transcribe:
             raise StepError("transcribe", f"{AUDIO_FILE} is missing from {ctx.run_dir}")
         log.debug("reading %s (no decoded audio in memory)", path)
         return audio.load_audio(path)
+
+
+def subtitle_layout(ctx: StepContext) -> Any:
+    """The run's subtitle layout (:class:`infomux.subtitles.LayoutOptions`), or None when
+    it asked for one cue per segment (``subtitle_layout: false``) or writes no subtitles.
+
+    Raises:
+        StepError: the layout options are not valid.
+    """
+    from infomux import subtitles, writers
+
+    try:
+        layout = subtitles.options_from_config(ctx.options, "transcribe")
+    except ValueError as exc:
+        raise StepError("transcribe", str(exc)) from exc
+    formats = writers.parse_formats(ctx.options.get("formats") or writers.DEFAULT_FORMATS)
+    wanted = any(f in writers.CUE_WRITERS for f in formats) or any(
+        r.name in CAPTION_STEPS for r in ctx.job.steps
+    )
+    return layout if wanted else None
+
+
+CAPTION_STEPS = ("caption", "caption_burn")
+"""Steps that turn the transcript into a subtitle track (they need word timings too)."""
+
+
+def _subtitle_cues(
+    transcript: Any, layout: Any, formats: list[str]
+) -> tuple[list[Any] | None, dict[str, Any] | None]:
+    """Lay the transcript out when .srt/.vtt are written; return the cues and their stats."""
+    from infomux import subtitles, writers
+
+    if layout is None or not any(f in writers.CUE_WRITERS for f in formats):
+        return None, None
+    cues = subtitles.layout(transcript, layout)
+    stats = subtitles.cue_stats(cues, layout)
+    if stats["too_fast"]:
+        log.warning(
+            "subtitles: %d of %d cues read faster than %g characters/second (fastest %.1f)",
+            stats["too_fast"],
+            stats["cues"],
+            layout.max_cps,
+            stats["max_cps"],
+        )
+    return cues, stats
 
 
 # whisper.cpp takes at most n_text_ctx / 2 - 1 = 223 tokens of its history as prompt.
