@@ -225,6 +225,9 @@ class JobEnvelope:
     options: dict[str, Any] | None = None
     audio: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    # the resolved step graph (name, description, source, steps: id, step, needs,
+    # options); None in runs recorded before pipelines were graphs
+    graph: dict[str, Any] | None = None
 
     @classmethod
     def new(
@@ -235,6 +238,7 @@ class JobEnvelope:
         pipeline: str,
         steps: list[str],
         config: dict[str, Any] | None = None,
+        graph: dict[str, Any] | None = None,
     ) -> JobEnvelope:
         """Create a pending job whose steps are all pending."""
         now = utc_now()
@@ -253,6 +257,7 @@ class JobEnvelope:
             history=[
                 {"event": "created", "at": now, "hostname": host["hostname"], "pid": host["pid"]}
             ],
+            graph=graph,
         )
 
     def step(self, name: str) -> StepRecord:
@@ -293,6 +298,7 @@ class JobEnvelope:
             "options": dict(self.options) if self.options is not None else None,
             "audio": dict(self.audio) if self.audio is not None else None,
             "history": [dict(h) for h in self.history],
+            "graph": dict(self.graph) if self.graph is not None else None,
         }
 
     @classmethod
@@ -322,6 +328,7 @@ class JobEnvelope:
                 options=data.get("options"),
                 audio=data.get("audio"),
                 history=list(data.get("history", [])),
+                graph=data.get("graph"),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed job: {exc!r}") from exc

@@ -15,19 +15,20 @@ Typical use (what ``infomux run`` does)::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infomux import storage
+from infomux import graph, retention, storage
 from infomux.errors import InfomuxError, StepError, TranscriptionCancelled
+from infomux.graph import Pipeline, PipelineError, PipelineFileError, StepNode, linear_nodes
 from infomux.job import JobEnvelope, JobStatus, StepRecord, StepStatus, host_info, utc_now
 from infomux.steps import ProgressCallback, StepContext, StepSpec, get_step
 
@@ -35,9 +36,30 @@ log = logging.getLogger("infomux.pipeline")
 
 DEFAULT_PIPELINE = "transcribe"
 
-
-class PipelineError(InfomuxError):
-    """A pipeline is unknown or malformed."""
+__all__ = [
+    "DEFAULT_PIPELINE",
+    "InputChangedError",
+    "Pipeline",
+    "PipelineError",
+    "PipelineFileError",
+    "StepNode",
+    "available_pipelines",
+    "background_work_pending",
+    "builtin_pipelines",
+    "check_steps",
+    "close_resources",
+    "create_run",
+    "execute",
+    "get_pipeline",
+    "job_graph",
+    "prepare_resume",
+    "register_pipeline",
+    "registered_pipelines",
+    "resolve_run_graph",
+    "step_is_done",
+    "steps_to_run",
+    "unregister_pipeline",
+]
 
 
 class InputChangedError(InfomuxError):
@@ -46,61 +68,83 @@ class InputChangedError(InfomuxError):
 
 # --------------------------------------------------------------------------- registry
 
-
-@dataclass(frozen=True)
-class Pipeline:
-    """A named, ordered list of steps."""
-
-    name: str
-    steps: tuple[str, ...]
-    description: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the JSON form."""
-        return {"name": self.name, "steps": list(self.steps), "description": self.description}
-
-
 _PIPELINES: dict[str, Pipeline] = {}
+_BUILTIN: dict[str, Pipeline] | None = None
+_BUILTIN_LOCK = threading.Lock()
 
 
 def register_pipeline(
-    name: str, steps: tuple[str, ...] | list[str], description: str = ""
+    name: str,
+    steps: tuple[Any, ...] | list[Any],
+    description: str = "",
 ) -> Pipeline:
-    """Register (or replace) a pipeline. Steps are checked when the pipeline is used."""
+    """Register (or replace) a pipeline from Python; checked when it is used.
+
+    ``steps`` are step names (each after the one before), or mappings of the pipeline
+    file's shape (``{"step": ..., "id": ..., "needs": [...], "options": {...}}``), or
+    :class:`StepNode` objects. A registered pipeline replaces a built-in one of the same
+    name; the user's pipeline files replace both.
+    """
     if not name or not steps:
         raise PipelineError("a pipeline needs a name and at least one step")
-    pipeline = Pipeline(name=name, steps=tuple(steps), description=description)
+    pipeline = Pipeline(name=name, nodes=linear_nodes(steps), description=description)
     _PIPELINES[name] = pipeline
     return pipeline
 
 
 def unregister_pipeline(name: str) -> None:
-    """Remove a pipeline (for tests); unknown names are ignored."""
+    """Remove a pipeline registered from Python (for tests); unknown names are ignored."""
     _PIPELINES.pop(name, None)
 
 
+def builtin_pipelines() -> dict[str, Pipeline]:
+    """The pipelines of the packaged ``pipelines.yaml`` (read once)."""
+    global _BUILTIN
+    with _BUILTIN_LOCK:
+        if _BUILTIN is None:
+            loaded = graph.load_file(graph.BUILTIN_FILE)
+            _BUILTIN = {
+                n: Pipeline(p.name, p.nodes, p.description, "builtin") for n, p in loaded.items()
+            }
+        return dict(_BUILTIN)
+
+
 def registered_pipelines() -> dict[str, Pipeline]:
-    """Return all pipelines by name."""
-    return dict(_PIPELINES)
+    """The built-in pipelines and those registered from Python (not the user's files)."""
+    return {**builtin_pipelines(), **_PIPELINES}
 
 
-def get_pipeline(name: str) -> Pipeline:
-    """Return pipeline ``name``, its steps checked (see :func:`check_steps`).
+def available_pipelines(pipeline_file: str | os.PathLike[str] | None = None) -> dict[str, Pipeline]:
+    """Every pipeline a run may use: built-in, registered, then the user's files.
 
     Raises:
-        PipelineError: unknown pipeline, unknown step, or a step before one it requires.
+        PipelineFileError: a user file is malformed (file, line, problem).
     """
+    pipelines = registered_pipelines()
+    for path in graph.user_files(pipeline_file):
+        pipelines.update(graph.load_file(path))
+    return pipelines
+
+
+def get_pipeline(name: str, *, pipeline_file: str | os.PathLike[str] | None = None) -> Pipeline:
+    """Return pipeline ``name``, its graph checked (see :func:`graph.check_pipeline`).
+
+    Raises:
+        PipelineError: unknown pipeline, unknown step, bad options, a cycle, a step
+            before one it requires; PipelineFileError for a broken pipeline file.
+    """
+    pipelines = available_pipelines(pipeline_file)
     try:
-        pipeline = _PIPELINES[name]
+        pipeline = pipelines[name]
     except KeyError:
-        available = ", ".join(sorted(_PIPELINES)) or "none"
+        available = ", ".join(sorted(pipelines)) or "none"
         raise PipelineError(f"unknown pipeline {name!r} (available: {available})") from None
-    check_steps(pipeline.steps)
+    graph.check_pipeline(pipeline)
     return pipeline
 
 
 def check_steps(steps: tuple[str, ...] | list[str]) -> list[StepSpec]:
-    """Resolve step names from the registry and check their order.
+    """Resolve step names from the registry and check their order (a linear pipeline).
 
     Raises:
         PipelineError: a step is unknown, listed twice, or comes before a step it requires.
@@ -122,12 +166,43 @@ def check_steps(steps: tuple[str, ...] | list[str]) -> list[StepSpec]:
     return specs
 
 
-register_pipeline(
-    "transcribe",
-    ("extract_audio", "transcribe"),
-    "media → audio.wav → transcript (txt/srt/vtt/json)",
-)
-register_pipeline("audio", ("extract_audio",), "media → audio.wav (16 kHz mono PCM)")
+def job_graph(job: JobEnvelope) -> Pipeline:
+    """The graph of a run: the recorded one, or (runs from before graphs, or steps added
+    to ``job.steps`` by hand) each step after the one before it, with no options."""
+    recorded = graph.Pipeline.from_dict(job.graph) if job.graph else None
+    by_id = {n.id: n for n in recorded.nodes} if recorded else {}
+    nodes: list[StepNode] = []
+    for record in job.steps:
+        node = by_id.get(record.name)
+        if node is None:
+            previous = (nodes[-1].id,) if nodes else ()
+            node = StepNode(record.name, record.name, previous, {})
+        nodes.append(node)
+    name = recorded.name if recorded else (job.pipeline or "unknown")
+    return Pipeline(
+        name,
+        tuple(nodes),
+        recorded.description if recorded else "",
+        recorded.source if recorded else "",
+    )
+
+
+def resolve_run_graph(
+    name: str,
+    config: dict[str, Any] | None = None,
+    *,
+    explicit: Collection[str] | None = None,
+    only: Collection[str] | None = None,
+    pipeline_file: str | os.PathLike[str] | None = None,
+) -> Pipeline:
+    """The resolved graph a new run of pipeline ``name`` would record (for ``--dry-run``).
+
+    Raises:
+        PipelineError: unknown pipeline, bad graph, unknown ``only`` id, bad option.
+    """
+    return graph.resolve(
+        get_pipeline(name, pipeline_file=pipeline_file), config, explicit=explicit, only=only
+    )
 
 
 # --------------------------------------------------------------------------- runs
@@ -139,19 +214,34 @@ def create_run(
     pipeline: str = DEFAULT_PIPELINE,
     config: dict[str, Any] | None = None,
     runs_root: Path | None = None,
+    explicit: Collection[str] | None = None,
+    only: Collection[str] | None = None,
+    pipeline_file: str | os.PathLike[str] | None = None,
 ) -> tuple[JobEnvelope, Path]:
     """Hash the input, create a run directory and write its pending ``job.json``.
 
+    The pipeline's graph is resolved (every step option filled in, see
+    :func:`graph.resolve`; ``explicit`` names the ``config`` keys given as flags,
+    None = all; ``only`` keeps those step ids and what they need) and recorded in
+    ``job.graph``; resume runs that graph.
+
     Raises:
-        PipelineError: unknown pipeline.
+        PipelineError: unknown pipeline, bad graph or options.
         FileNotFoundError, IsADirectoryError, PermissionError: the input is not a readable file.
     """
-    spec = get_pipeline(pipeline)
+    resolved = resolve_run_graph(
+        pipeline, config, explicit=explicit, only=only, pipeline_file=pipeline_file
+    )
     input_file = storage.describe_input(input_path)
     run_id, run_dir = storage.create_run_dir(runs_root)
     config = {"pipeline": pipeline, **(config or {})}
     job = JobEnvelope.new(
-        run_id, input_file, pipeline=pipeline, steps=list(spec.steps), config=config
+        run_id,
+        input_file,
+        pipeline=pipeline,
+        steps=list(resolved.steps),
+        config=config,
+        graph=resolved.to_record(),
     )
     storage.save_job(job, run_dir)
     log.debug("created %s for %s", run_dir, input_file.path)
@@ -265,10 +355,12 @@ def execute(
         TranscriptionCancelled: cancelled (recorded as ``interrupted``).
         Exception: a bug in a step (recorded as ``failed``, re-raised as is).
     """
+    plan = job_graph(job)
     try:
-        specs = check_steps([r.name for r in job.steps])
+        graph.check_pipeline(plan)
     except PipelineError as exc:
         raise PipelineError(f"run {job.id}: {exc}") from None
+    nodes = {n.id: n for n in plan.nodes}
     ctx = StepContext(
         job=job,
         run_dir=run_dir,
@@ -288,11 +380,12 @@ def execute(
     job.host = host_info()
     record: StepRecord | None = None  # the step being worked on
     started = time.perf_counter()
-    steps = {spec.name: spec.factory() for spec in specs}
+    steps = {n.id: get_step(n.step).factory() for n in plan.nodes}
     executor, prepared = _start_preparations(job, run_dir, steps, ctx)
+    todo = {r.name for r in steps_to_run(job, run_dir)}
     try:
         for record in job.steps:
-            if step_is_done(record, run_dir):
+            if record.name not in todo:
                 log.debug("%s: already completed, skipping", record.name)
                 continue
             record.archive_attempt()
@@ -303,7 +396,11 @@ def execute(
             log.debug("%s: started", record.name)
             if record.name in prepared:
                 prepared.pop(record.name).result()  # raises what prepare() raised
-            result = steps[record.name].run(ctx)
+            node = nodes[record.name]
+            step_ctx = dataclasses.replace(
+                ctx, options={**job.config, **node.options}, step_id=node.id
+            )
+            result = steps[record.name].run(step_ctx)
             outputs = _check_outputs(record.name, list(result.outputs), run_dir)
             _finish(record, StepStatus.COMPLETED, started, None)
             record.outputs = outputs
@@ -313,6 +410,7 @@ def execute(
         record = None
         job.status = JobStatus.COMPLETED
         job.error = None
+        retention.drop_after_success(job, run_dir)  # --no-keep-audio
         save()
     except (KeyboardInterrupt, TranscriptionCancelled) as exc:
         # also covers a signal that lands while job.json is being saved
@@ -342,8 +440,11 @@ def execute(
 
 
 def steps_to_run(job: JobEnvelope, run_dir: Path) -> list[StepRecord]:
-    """Return the steps a resume would run (not completed, or outputs missing)."""
-    return [r for r in job.steps if not step_is_done(r, run_dir)]
+    """Return the steps a resume would run (not completed, or outputs missing; and a step
+    whose output was dropped (``--no-keep-audio``) when a step that needs it runs)."""
+    todo = {r.name for r in job.steps if not step_is_done(r, run_dir)}
+    again = {r.name for r in job.steps if retention.needed_again(job, r, todo)}
+    return [r for r in job.steps if r.name in todo or r.name in again]
 
 
 def prepare_resume(
@@ -368,7 +469,9 @@ def prepare_resume(
         PipelineError: the run names a step that no longer exists.
     """
     del force  # kept for callers of the old signature; the run lock decides
-    specs = {s.name: s for s in check_steps([r.name for r in job.steps])}
+    plan = job_graph(job)
+    graph.check_pipeline(plan)
+    specs = {n.id: get_step(n.step) for n in plan.nodes}
     for record in job.steps:
         if record.status == StepStatus.RUNNING:
             record.status = StepStatus.INTERRUPTED
@@ -395,6 +498,7 @@ def prepare_resume(
             "overriding recorded options: %s", ", ".join(f"{k}={changed[k]!r}" for k in changed)
         )
         job.config.update(changed)
+        _override_graph_options(job, changed)
     else:
         previous = {}
     now = utc_now()
@@ -411,6 +515,27 @@ def prepare_resume(
         event["overridden"] = previous
     job.history.append(event)
     return todo
+
+
+def _override_graph_options(job: JobEnvelope, changed: dict[str, Any]) -> None:
+    """Put resume's explicit overrides into the recorded graph's step options (each step
+    that declares the option), so that they win over what the pipeline file said."""
+    if not job.graph:
+        return
+    for node in job.graph.get("steps", []):
+        try:
+            spec = get_step(node.get("step", node.get("id")))
+        except KeyError:
+            continue
+        options = node.setdefault("options", {})
+        for key, value in changed.items():
+            option = spec.option(key)
+            if option is None:
+                continue
+            try:
+                options[key] = option.check(value)
+            except ValueError as exc:
+                raise PipelineError(f"step {node.get('id')!r}: {exc}") from None
 
 
 def _input_problem(job: JobEnvelope) -> str | None:
@@ -438,3 +563,24 @@ def close_resources(resources: dict[str, Any]) -> None:
             except Exception as exc:  # closing must not hide the run's outcome
                 log.debug("closing %s failed: %s", key, exc)
     resources.clear()
+
+
+# --------------------------------------------------------------------------- issue 14
+# Every built-in pipeline ends with the ``store`` step (the search database), and the
+# caption pipelines. Registered from Python until they move into pipelines.yaml.
+register_pipeline(
+    "transcribe",
+    ("extract_audio", "transcribe", "store"),
+    "media → audio.wav → transcript (txt/srt/vtt/json) → search store",
+)
+register_pipeline("audio", ("extract_audio", "store"), "media → audio.wav (16 kHz mono PCM)")
+register_pipeline(
+    "caption",
+    ("extract_audio", "transcribe", "caption", "store"),
+    "video → transcript → captioned.<ext> (soft subtitle track, streams copied)",
+)
+register_pipeline(
+    "caption-burn",
+    ("extract_audio", "transcribe", "caption_burn", "store"),
+    "video → transcript → captioned.<ext> (subtitles drawn into the picture; needs libass)",
+)

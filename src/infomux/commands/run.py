@@ -47,8 +47,32 @@ def add_parser(subparsers: Any) -> None:
         default=None,
         help="pipeline to run (default: transcribe; see 'infomux pipelines')",
     )
+    parser.add_argument(
+        "--pipeline-file",
+        metavar="PATH",
+        default=None,
+        help="pipeline file to use instead of ./infomux.yaml and "
+        "$XDG_CONFIG_HOME/infomux/pipelines.yaml",
+    )
+    parser.add_argument(
+        "--steps",
+        metavar="IDS",
+        type=lambda v: [s.strip() for s in v.split(",") if s.strip()],
+        default=None,
+        help="run only these steps of the pipeline (comma-separated ids) and what they need",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved step graph on stdout and exit (nothing is run)",
+    )
     add_transcribe_options(parser)
     parser.set_defaults(func=run)
+
+
+def explicit_options(args: argparse.Namespace, run_options: dict[str, Any]) -> set[str]:
+    """The run options given as flags: they win over a pipeline file's step options."""
+    return {key for key in run_options if getattr(args, key, None) is not None}
 
 
 def run_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -108,11 +132,23 @@ def run(args: argparse.Namespace) -> int:
     from infomux import pipeline
 
     name = args.pipeline or pipeline.DEFAULT_PIPELINE
+    run_options = run_config(args)
+    graph_args: dict[str, Any] = {
+        "explicit": explicit_options(args, run_options),
+        "only": getattr(args, "steps", None),
+        "pipeline_file": getattr(args, "pipeline_file", None),
+    }
     try:
-        pipeline.get_pipeline(name)
+        resolved = pipeline.resolve_run_graph(name, run_options, **graph_args)
+    except pipeline.PipelineFileError:
+        raise  # a broken file: a failure (exit 1) naming the file and line
     except pipeline.PipelineError as exc:
         raise UsageError(str(exc)) from None
-    run_options = run_config(args)
+    if getattr(args, "dry_run", False):
+        from infomux.commands.pipelines import print_graph
+
+        print_graph(resolved)
+        return 0
     verbose = verbosity(args) > 0
     progress = ProgressReporter(enabled=verbosity(args) >= 0)
     resources: dict[str, Any] = {}
@@ -120,12 +156,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         if parallel is None:
             failures = sum(
-                not _run_one(raw, name, run_options, resources, progress, verbose, None)
+                not _run_one(raw, name, run_options, resources, progress, verbose, None, graph_args)
                 for raw in args.inputs
             )
         else:
             failures = _run_parallel(
-                args.inputs, name, run_options, resources, progress, verbose, parallel
+                args.inputs, name, run_options, resources, progress, verbose, parallel, graph_args
             )
     finally:
         pipeline.close_resources(resources)
@@ -153,6 +189,7 @@ def _run_one(
     progress: Any,
     verbose: bool,
     cancel: threading.Event | None,
+    graph_args: dict[str, Any] | None = None,
     *,
     print_dir: bool = True,
 ) -> Path | None:
@@ -161,7 +198,9 @@ def _run_one(
 
     path = Path(raw)
     try:
-        job, run_dir = pipeline.create_run(path, pipeline=name, config=run_options)
+        job, run_dir = pipeline.create_run(
+            path, pipeline=name, config=run_options, **(graph_args or {})
+        )
     except OSError as exc:
         reason = exc.strerror or str(exc)
         print_error_line(f"cannot read input {raw}: {reason}")
@@ -202,9 +241,13 @@ def _run_parallel(
     progress: ProgressReporter,
     verbose: bool,
     plan: Any,
+    graph_args: dict[str, Any] | None = None,
 ) -> int:
     """Run ``inputs`` ``plan.streams`` at a time; print run dirs in input order."""
     options = {**run_options, "threads": plan.threads_per_stream, "streams": 1}
+    if graph_args is not None:  # the share of threads is set here, over any pipeline file
+        explicit = set(graph_args.get("explicit") or ()) | {"threads", "streams"}
+        graph_args = {**graph_args, "explicit": explicit}
     log.info(
         "%d inputs, %d at a time with %d thread(s) each",
         len(inputs),
@@ -229,6 +272,7 @@ def _run_parallel(
                 batch.for_input(index),
                 verbose,
                 cancel,
+                graph_args,
                 print_dir=False,
             )
         finally:

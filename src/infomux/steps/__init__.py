@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import pkgutil
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,13 +40,16 @@ class StepContext:
             (``environment``, ``model``, ``options``, ``audio``). The pipeline
             saves it after every step.
         run_dir: the run directory; outputs are written here.
-        options: the run's recorded options (``job.config``).
+        options: the run's recorded options (``job.config``) with this step's resolved
+            options (its declared options, defaults filled in) over them.
         data: in-memory hand-over between the steps of one run (e.g. ``"audio"``).
         resources: shared by all runs of one process (e.g. a loaded model).
         on_progress: progress reporting, or None.
         cancel: when set, long steps stop at their next check and raise
             :class:`~infomux.errors.TranscriptionCancelled` (recorded as interrupted);
             how a run in a worker thread is stopped, where Ctrl-C does not reach.
+        step_id: the id of the step in the pipeline (its name unless the pipeline
+            gives it another).
     """
 
     job: JobEnvelope
@@ -54,6 +59,7 @@ class StepContext:
     resources: dict[str, Any] = field(default_factory=dict)
     on_progress: ProgressCallback | None = None
     cancel: threading.Event | None = None
+    step_id: str = ""
 
     def progress(self, step: str, percent: int) -> None:
         """Report progress of ``step`` (does nothing without a callback)."""
@@ -89,6 +95,127 @@ class Step(Protocol):
         ...
 
 
+OPTION_TYPES = ("bool", "int", "float", "str", "duration", "list")
+
+_DURATION = re.compile(
+    r"^\s*(?:(\d+(?:\.\d*)?)\s*h)?\s*(?:(\d+(?:\.\d*)?)\s*m(?!s))?\s*"
+    r"(?:(\d+(?:\.\d*)?)\s*s)?\s*(?:(\d+(?:\.\d*)?)\s*ms)?\s*$"
+)
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string such as ``10s``, ``1m30s``, ``1.5h``, ``500ms``.
+
+    Raises:
+        ValueError: not a duration.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration (e.g. 10s), got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            match = _DURATION.match(text)
+            if not text or match is None or not any(match.groups()):
+                raise ValueError(f"expected a duration (e.g. 10s, 1m30s), got {value!r}") from None
+            h, m, sec, ms = (float(g) if g else 0.0 for g in match.groups())
+            seconds = h * 3600 + m * 60 + sec + ms / 1000
+    else:
+        raise ValueError(f"expected a duration (e.g. 10s), got {type(value).__name__}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"expected a non-negative duration, got {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option a step declares: its type, default, allowed values and help.
+
+    Types: ``bool``, ``int``, ``float``, ``str``, ``duration`` (seconds, from a number
+    or ``10s``/``1m30s``), ``list`` (of strings; a comma-separated string is split).
+    ``None`` is accepted when ``nullable`` (and is what ``default=None`` means).
+    """
+
+    name: str
+    type: str
+    default: Any = None
+    help: str = ""
+    choices: tuple[Any, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    nullable: bool = True
+
+    def __post_init__(self) -> None:
+        if self.type not in OPTION_TYPES:
+            raise ValueError(f"option {self.name!r}: unknown type {self.type!r}")
+
+    def check(self, value: Any) -> Any:
+        """Return ``value`` checked and normalised (ints as floats for ``float``, ...).
+
+        Raises:
+            ValueError: wrong type, not one of the choices, out of range.
+        """
+        if value is None:
+            if self.nullable:
+                return None
+            raise ValueError(f"option {self.name!r} must be set")
+        kind = self.type
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(self._wrong(value, "true or false"))
+        elif kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(self._wrong(value, "an integer"))
+        elif kind == "float":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(self._wrong(value, "a number"))
+            value = float(value)
+        elif kind == "str":
+            if not isinstance(value, str):
+                raise ValueError(self._wrong(value, "a string"))
+        elif kind == "duration":
+            try:
+                value = parse_duration(value)
+            except ValueError as exc:
+                raise ValueError(f"option {self.name!r}: {exc}") from None
+        elif kind == "list":
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise ValueError(self._wrong(value, "a list of strings"))
+            value = list(value)
+        if self.choices:
+            items = value if isinstance(value, list) else [value]
+            bad = [v for v in items if v not in self.choices]
+            if bad:
+                allowed = ", ".join(str(c) for c in self.choices)
+                raise ValueError(f"option {self.name!r}: {bad[0]!r} is not one of {allowed}")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if self.minimum is not None and value < self.minimum:
+                raise ValueError(f"option {self.name!r} must be at least {self.minimum:g}")
+            if self.maximum is not None and value > self.maximum:
+                raise ValueError(f"option {self.name!r} must be at most {self.maximum:g}")
+        return value
+
+    def _wrong(self, value: Any, expected: str) -> str:
+        return f"option {self.name!r} must be {expected}, not {type(value).__name__} {value!r}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON form (for ``infomux steps --json``)."""
+        data: dict[str, Any] = {"name": self.name, "type": self.type, "default": self.default}
+        if self.choices:
+            data["choices"] = list(self.choices)
+        if self.minimum is not None:
+            data["minimum"] = self.minimum
+        if self.maximum is not None:
+            data["maximum"] = self.maximum
+        data["help"] = self.help
+        return data
+
+
 @dataclass(frozen=True)
 class StepSpec:
     """A registered step.
@@ -100,6 +227,8 @@ class StepSpec:
         needs_input: whether the step reads the run's input file (resume then
             re-verifies the input before running it).
         description: one line for ``infomux steps``.
+        options: the options the step takes (pipeline files and run options are
+            checked against them; their defaults are recorded in job.json).
     """
 
     name: str
@@ -107,6 +236,18 @@ class StepSpec:
     requires: tuple[str, ...] = ()
     needs_input: bool = False
     description: str = ""
+    options: tuple[OptionSpec, ...] = ()
+
+    def option(self, name: str) -> OptionSpec | None:
+        """The declared option ``name``, or None."""
+        for spec in self.options:
+            if spec.name == name:
+                return spec
+        return None
+
+    def defaults(self) -> dict[str, Any]:
+        """Every declared option with its default."""
+        return {o.name: o.default for o in self.options}
 
 
 _REGISTRY: dict[str, StepSpec] = {}
@@ -114,13 +255,24 @@ _discovered = False
 
 
 def register_step(
-    name: str, *, requires: tuple[str, ...] = (), needs_input: bool = False
+    name: str,
+    *,
+    requires: tuple[str, ...] = (),
+    needs_input: bool = False,
+    options: Sequence[OptionSpec] = (),
 ) -> Callable[[type], type]:
     """Class decorator: register a step class under ``name``.
 
+    ``options`` declares what the step takes (see :class:`OptionSpec`); a pipeline
+    file's ``options:`` for the step are checked against them.
+
     Raises:
-        ValueError: a different class is already registered under ``name``.
+        ValueError: a different class is already registered under ``name``, or two
+            options share a name.
     """
+    names = [o.name for o in options]
+    if len(set(names)) != len(names):
+        raise ValueError(f"step {name!r}: an option is declared twice")
 
     def decorator(cls: type) -> type:
         existing = _REGISTRY.get(name)
@@ -138,6 +290,7 @@ def register_step(
             requires=tuple(requires),
             needs_input=needs_input,
             description=doc[0] if doc else "",
+            options=tuple(options),
         )
         return cls
 

@@ -11,14 +11,22 @@ import logging
 import time
 
 from infomux.errors import StepError
-from infomux.steps import StepContext, StepResult, register_step
+from infomux.steps import OptionSpec, StepContext, StepResult, register_step
 
 log = logging.getLogger("infomux.steps.extract_audio")
 
 AUDIO_FILE = "audio.wav"
 
 
-@register_step("extract_audio", needs_input=True)
+@register_step(
+    "extract_audio",
+    needs_input=True,
+    options=(
+        OptionSpec(
+            "audio_stream", "int", None, "audio stream (0 = first; None: the best)", minimum=0
+        ),
+    ),
+)
 class ExtractAudio:
     """Decode the input's audio to 16 kHz mono PCM (audio.wav)."""
 
@@ -27,7 +35,7 @@ class ExtractAudio:
         from infomux import audio
 
         started = time.perf_counter()
-        decoded = audio.decode_audio(ctx.job.input.path)
+        decoded = audio.decode_audio(ctx.job.input.path, stream=ctx.options.get("audio_stream"))
         decode_seconds = time.perf_counter() - started
         info = decoded.info.to_dict()
         ctx.job.audio = info
