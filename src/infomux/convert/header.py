@@ -82,8 +82,72 @@ def _vocab_section(tokens: list[str], n_vocab: int, src_dir: Path) -> bytes:
     return b"".join(out)
 
 
+def special_token_ids(n_vocab: int) -> dict[str, int]:
+    """Where whisper.cpp puts the special tokens of a model with ``n_vocab`` tokens.
+
+    whisper.cpp does not read them from the file: it derives them from ``n_vocab``
+    (``whisper_vocab``: a multilingual model, ``n_vocab >= 51865``, has one more text
+    token, and ``n_vocab - 51765 - 1`` languages, 99 for base, 100 for large-v3). The
+    languages are ``sot + 1 ...`` in whisper.cpp's own order.
+    """
+    multilingual = n_vocab >= 51865
+    m = int(multilingual)
+    n_languages = n_vocab - 51765 - m
+    dt = n_languages - 98 if multilingual else 0
+    return {
+        "<|endoftext|>": 50256 + m,
+        "<|startoftranscript|>": 50257 + m,
+        "<|translate|>": 50357 + dt,
+        "<|transcribe|>": 50358 + dt,
+        "<|startofprev|>": 50360 + dt,
+        "<|notimestamps|>": 50362 + dt,
+        "<|0.00|>": 50363 + dt,
+    }
+
+
+def language_tokens(tokens: list[str], n_vocab: int) -> list[str]:
+    """The language codes of a vocabulary, in token order (``["en", "zh", ...]``).
+
+    Empty when the vocabulary does not list its special tokens.
+    """
+    ids = special_token_ids(n_vocab)
+    first, end = ids["<|startoftranscript|>"] + 1, ids["<|translate|>"]
+    return [t[2:-2] for t in tokens[first:end] if t.startswith("<|") and t.endswith("|>")]
+
+
+def check_special_tokens(tokens: list[str], n_vocab: int, where: str) -> None:
+    """Check that the vocabulary's special tokens are where whisper.cpp will look for them.
+
+    A vocabulary that stops at the text tokens is accepted as it is (there is nothing
+    to compare); one that lists them must list them where ``n_vocab`` says, or
+    whisper.cpp would decode with the wrong end-of-text, language or timestamp tokens.
+
+    Raises:
+        ModelError: a special token is elsewhere (names the token and both places).
+    """
+    if len(tokens) <= N_TEXT_TOKENS + 1:
+        return
+    ids = special_token_ids(n_vocab)
+    for token, want in ids.items():
+        got = tokens.index(token) if token in tokens else None
+        if got != want:
+            place = f"at {got}" if got is not None else "missing"
+            raise ModelError(
+                f"{where}: vocabulary token {token} is {place}, but whisper.cpp expects it "
+                f"at {want} for n_vocab {n_vocab}; the vocabulary does not fit the model"
+            )
+    languages = language_tokens(tokens, n_vocab)
+    n_languages = ids["<|translate|>"] - ids["<|startoftranscript|>"] - 1
+    if len(languages) != n_languages:
+        raise ModelError(
+            f"{where}: {len(languages)} language tokens, expected {n_languages} "
+            f"for n_vocab {n_vocab}"
+        )
+
+
 def header_bytes(plan: Plan, tokens: list[str], src_dir: Path) -> bytes:
     n_vocab, n_mels = plan.hparams[0], plan.hparams[9]
+    check_special_tokens(tokens, n_vocab, str(src_dir))
     filters = mel_filters(n_mels)
     head = struct.pack("<I11i", ggml.GGML_MAGIC, *plan.hparams)
     mel = struct.pack("<2i", *filters.shape) + filters.astype("<f4").tobytes()

@@ -65,7 +65,7 @@ class Planner:
         self.pieces: list[Piece] = []
 
     def fail(self, reason: str) -> ModelError:
-        return ModelError(f"{self.index.path}: {reason}")
+        return ModelError(f"{self.index.label}: {reason}")
 
     def var(self, name: str, ndim: int) -> Ct2Variable:
         name = self.index.aliases.get(name, name)
@@ -139,9 +139,9 @@ class Planner:
     def n_heads(self, side: str, n_state: int) -> int:
         var = self.vars.get(f"{side}/num_heads")
         if var is None:
-            logger.warning("%s: no %s/num_heads; assuming 64-wide heads", self.index.path, side)
+            logger.warning("%s: no %s/num_heads; assuming 64-wide heads", self.index.label, side)
             return n_state // 64
-        with self.index.path.open("rb") as f:
+        with self.index.open() as f:
             value = int(read_rows(f, var, 0, 1).reshape(-1)[0])
         if value < 1 or n_state % value:
             raise self.fail(f"{side}/num_heads = {value} does not divide the state size {n_state}")

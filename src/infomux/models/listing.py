@@ -9,12 +9,11 @@ from typing import Any
 from infomux import ggml
 from infomux.errors import ModelError
 from infomux.models.names import (
-    BUNDLED_PACKAGE,
-    bundled_model_dir,
-    bundled_names,
-    bundled_variant,
     cache_path,
     cached_names,
+    installed_packaged_models,
+    packaged_names,
+    packaged_variant,
 )
 from infomux.models.sidecar import known_sha256, read_sidecar
 
@@ -24,7 +23,7 @@ class ModelInfo:
     """An entry of :func:`list_models`: a cached file, or one that can be made locally."""
 
     name: str
-    format: str  # "ggml" (a cached file) or "ct2" (bundled weights, converted on first use)
+    format: str  # "ggml" (a cached file) or "ct2" (packaged weights, converted on first use)
     type: str
     size_bytes: int | None
     sha256: str | None
@@ -39,7 +38,7 @@ class ModelInfo:
 
 
 def list_models() -> list[ModelInfo]:
-    """Cached models, then those that can be made from the bundled weights."""
+    """Cached models, then those that can be made from installed packages (tiny.en, base)."""
     infos: list[ModelInfo] = []
     for name in cached_names():
         path = cache_path(name)
@@ -57,12 +56,16 @@ def list_models() -> list[ModelInfo]:
         infos.append(
             ModelInfo(name, "ggml", header.weight_type, header.file_size, sha, path, source, True)
         )
-    src = bundled_model_dir()
-    if src is not None:
-        have = {i.name for i in infos}
-        for name in bundled_names():
+    have = {i.name for i in infos}
+    for model in installed_packaged_models():
+        located = model.locate()
+        assert located is not None
+        src, parts = located
+        where = parts.paths[0] if parts else src
+        for name in packaged_names(model):
             if name not in have:
-                out_type = bundled_variant(name) or "f16"
-                source = f"{BUNDLED_PACKAGE} (converted on first use)"
-                infos.append(ModelInfo(name, "ct2", out_type, None, None, src, source, False))
+                found = packaged_variant(name)
+                out_type = found[1] if found else "f16"
+                source = f"{model.source} (converted on first use)"
+                infos.append(ModelInfo(name, "ct2", out_type, None, None, where, source, False))
     return infos

