@@ -67,6 +67,12 @@ def add_parser(subparsers: Any) -> None:
         help="print the resolved step graph on stdout and exit (nothing is run)",
     )
     add_transcribe_options(parser)
+    parser.add_argument(
+        "--translate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="translate the speech into English text (needs a multilingual model: --model base)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -95,6 +101,7 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         "vad": bool(args.vad),
         "vad_model": str(Path(args.vad_model).expanduser().absolute()) if args.vad_model else None,
         "word_timestamps": bool(args.word_timestamps),
+        "translate": bool(getattr(args, "translate", None)),
         "streams": 0 if streams is None else streams,  # 0: automatic
     }
 

@@ -44,6 +44,7 @@ def transcribe_options(config: dict[str, Any], *, words: bool = False) -> Any:
             vad_model = str(default_vad_model())
         options = TranscribeOptions(
             language=language,
+            translate=bool(config.get("translate", False)),
             n_threads=config.get("threads"),
             vad=vad,
             vad_model=vad_model,
@@ -174,6 +175,7 @@ class Transcribe:
                 "segments": len(transcript.segments),
                 "language": transcript.language,
                 "language_probability": transcript.language_probability,
+                "task": "translate" if options.translate else "transcribe",
                 "audio_seconds": round(duration, 6),
                 "model_load_seconds": round(load_seconds, 6),
                 "inference_seconds": round(inference_seconds, 6),
