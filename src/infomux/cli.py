@@ -26,7 +26,17 @@ from infomux._version import __version__
 from infomux.commands import UsageError, report_error, verbosity
 from infomux.log import setup_logging
 
-COMMANDS = ("run", "inspect", "resume", "runs", "models", "doctor", "pipelines")
+COMMANDS = (
+    "run",
+    "inspect",
+    "resume",
+    "runs",
+    "models",
+    "doctor",
+    "pipelines",
+    "search",
+    "reindex",
+)
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 log = logging.getLogger("infomux.cli")

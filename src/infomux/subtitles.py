@@ -224,8 +224,7 @@ def break_lines(words: Sequence[str], options: LayoutOptions) -> tuple[str, ...]
     count = _line_breaks(lengths, options.max_chars)
     if count <= 1:
         return (" ".join(words),)
-    target = sum(lengths) + n - 1
-    target = target / count
+    target = (sum(lengths) + n - 1) / count
     inf = math.inf
     # best[k][i]: cost of putting words[:i] on k lines
     best = [[inf] * (n + 1) for _ in range(count + 1)]
@@ -480,3 +479,24 @@ def run_options(table: Any, cli: Mapping[str, Any]) -> dict[str, Any]:
     result.update({k: cli[k] for k in OPTION_KEYS if cli.get(k) is not None})
     options_from_config(result)  # check
     return result
+
+
+def words_from_dict(data: Mapping[str, Any]) -> list[TimedWord]:
+    """:func:`transcript_words` of a ``transcript.json`` (as data)."""
+
+    class _W:
+        def __init__(self, w: Mapping[str, Any]) -> None:
+            self.start = float(w.get("start") or 0.0)
+            self.end = float(w.get("end") or self.start)
+            self.text = str(w.get("text", ""))
+
+    class _S:
+        def __init__(self, s: Mapping[str, Any]) -> None:
+            self.start = float(s.get("start") or 0.0)
+            self.end = float(s.get("end") or self.start)
+            self.text = str(s.get("text", ""))
+            self.words = [_W(w) for w in s.get("words") or ()]
+
+    from types import SimpleNamespace
+
+    return transcript_words(SimpleNamespace(segments=[_S(s) for s in data.get("segments") or ()]))

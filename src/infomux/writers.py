@@ -97,7 +97,7 @@ def _cue_parts(cue: CueLike | tuple[float, float, str]) -> tuple[float, float, s
     return cue.start, max(cue.end, cue.start), cue.text
 
 
-def cues_to_srt(cues: Sequence[CueLike] | Sequence[tuple[float, float, str]]) -> str:
+def cues_to_srt(cues: Sequence[CueLike | tuple[float, float, str]]) -> str:
     """SubRip from cues (``start``, ``end``, ``text`` with a newline between lines)."""
     blocks = []
     for index, cue in enumerate(cues, start=1):
@@ -109,7 +109,7 @@ def cues_to_srt(cues: Sequence[CueLike] | Sequence[tuple[float, float, str]]) ->
     return "\n".join(blocks)
 
 
-def cues_to_vtt(cues: Sequence[CueLike] | Sequence[tuple[float, float, str]]) -> str:
+def cues_to_vtt(cues: Sequence[CueLike | tuple[float, float, str]]) -> str:
     """WebVTT from cues (``start``, ``end``, ``text`` with a newline between lines)."""
     blocks = ["WEBVTT\n"]
     for cue in cues:
