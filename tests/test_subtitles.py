@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from infomux import subtitles, writers
@@ -27,7 +29,7 @@ def check_rules(cues: list[Cue], words: list[TimedWord], opts: LayoutOptions = O
         assert 1 <= len(cue.lines) <= opts.max_lines, cue
         assert all(len(line) <= opts.max_chars for line in cue.lines), cue
         assert cue.duration <= opts.max_duration + 1e-6, cue
-    for a, b in zip(cues, cues[1:], strict=False):
+    for a, b in itertools.pairwise(cues):
         assert a.end <= b.start + 1e-9, (a, b)
 
 

@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Collection
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -267,30 +267,43 @@ def _check_outputs(step: str, outputs: list[str], run_dir: Path) -> list[str]:
     return checked
 
 
-def _finish(record: StepRecord, status: StepStatus, started: float, error: str | None) -> None:
+MAX_PARALLEL_STEPS = 4
+"""How many independent steps of one run may run at once (threads) by default."""
+
+
+def _finish(
+    record: StepRecord,
+    status: StepStatus,
+    started: float,
+    error: str | None,
+    *,
+    ended: float | None = None,
+    ended_at: str | None = None,
+) -> None:
     record.status = status
-    record.completed_at = utc_now()
-    record.duration_seconds = round(time.perf_counter() - started, 6)
+    record.completed_at = ended_at or utc_now()
+    end = time.perf_counter() if ended is None else ended
+    record.duration_seconds = round(max(0.0, end - started), 6)
     record.error = error
 
 
-# prepare() calls still running in the background (e.g. a model load that Ctrl-C
-# interrupted the run around): the CLI exits without waiting for them.
-_BACKGROUND: set[Future[None]] = set()
+# prepare() calls and steps still running in the background (e.g. a model load that
+# Ctrl-C interrupted the run around): the CLI exits without waiting for them.
+_BACKGROUND: set[Future[Any]] = set()
 _BACKGROUND_LOCK = threading.Lock()
 
 
 def background_work_pending() -> bool:
-    """Whether a step's ``prepare()`` is still running in a background thread."""
+    """Whether a step or a step's ``prepare()`` is still running in a background thread."""
     with _BACKGROUND_LOCK:
         return any(not f.done() for f in _BACKGROUND)
 
 
-def _track(future: Future[None]) -> None:
+def _track(future: Future[Any]) -> None:
     with _BACKGROUND_LOCK:
         _BACKGROUND.add(future)
 
-    def forget(done: Future[None]) -> None:
+    def forget(done: Future[Any]) -> None:
         with _BACKGROUND_LOCK:
             _BACKGROUND.discard(done)
 
@@ -298,37 +311,88 @@ def _track(future: Future[None]) -> None:
 
 
 def _start_preparations(
-    job: JobEnvelope, run_dir: Path, steps: dict[str, Any], ctx: StepContext
+    todo: list[str],
+    ready: set[str],
+    steps: dict[str, Any],
+    contexts: dict[str, StepContext],
 ) -> tuple[ThreadPoolExecutor | None, dict[str, Future[None]]]:
-    """Start ``prepare(ctx)`` of every step to run after the first, in one background thread."""
-    todo = [r.name for r in job.steps if not step_is_done(r, run_dir)]
+    """Start ``prepare(ctx)`` of every step that has to wait for another, in one
+    background thread (a step that can start at once gets no head start)."""
     executor: ThreadPoolExecutor | None = None
     prepared: dict[str, Future[None]] = {}
-    for name in todo[1:]:
-        prepare = getattr(steps[name], "prepare", None)
+    for step_id in todo:
+        if step_id in ready:
+            continue
+        prepare = getattr(steps[step_id], "prepare", None)
         if callable(prepare):
             if executor is None:
                 executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infomux-prepare")
-            prepared[name] = executor.submit(prepare, ctx)
-            _track(prepared[name])
+            prepared[step_id] = executor.submit(prepare, contexts[step_id])
+            _track(prepared[step_id])
     return executor, prepared
 
 
-def _record_stop(
-    job: JobEnvelope,
-    record: StepRecord | None,
-    step_status: StepStatus,
-    job_status: JobStatus,
-    started: float,
-    message: str,
-) -> None:
-    """Record a failed or interrupted step (if one was running) and the job's status."""
-    if record is not None and record.status == StepStatus.RUNNING:
-        _finish(record, step_status, started, message)
-        job.error = f"{record.name}: {message}"
-    else:
-        job.error = message
-    job.status = job_status
+def _spawn(name: str, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """Run ``fn(*args)`` in a new daemon thread; its outcome in a Future.
+
+    Daemon threads: after Ctrl-C the run is recorded and the process may exit without
+    waiting for a step that cannot be stopped (a decode, a model load).
+    """
+    future: Future[Any] = Future()
+
+    def target() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # recorded by the runner, as the step's outcome
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return future
+
+
+def _run_step(
+    step_id: str,
+    step: Any,
+    ctx: StepContext,
+    prepared: Future[None] | None,
+    run_dir: Path,
+) -> tuple[list[str], dict[str, Any], str, float]:
+    """Run one step (in a worker thread): outputs, metadata, when and where it ended."""
+    if prepared is not None:
+        prepared.result()  # raises what prepare() raised
+    result = step.run(ctx)
+    outputs = _check_outputs(step_id, list(result.outputs), run_dir)
+    return outputs, dict(result.metadata), utc_now(), time.perf_counter()
+
+
+def _failure(exc: BaseException) -> tuple[StepStatus, str]:
+    """How a step's exception is recorded: its status and message."""
+    if isinstance(exc, KeyboardInterrupt):
+        return StepStatus.INTERRUPTED, "interrupted"
+    if isinstance(exc, TranscriptionCancelled):
+        return StepStatus.INTERRUPTED, f"cancelled: {exc}"
+    if isinstance(exc, StepError):
+        return StepStatus.FAILED, exc.message
+    if isinstance(exc, InfomuxError):
+        return StepStatus.FAILED, str(exc)
+    return StepStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}"
+
+
+def _to_raise(step_id: str, exc: BaseException) -> BaseException:
+    """What :func:`execute` raises for a step's exception."""
+    if isinstance(exc, KeyboardInterrupt | TranscriptionCancelled) or (
+        isinstance(exc, StepError) and exc.step_name == step_id
+    ):
+        return exc
+    if isinstance(exc, InfomuxError):
+        error = StepError(step_id, _failure(exc)[1])
+        error.__cause__ = exc
+        return error
+    return exc
 
 
 def execute(
@@ -339,15 +403,20 @@ def execute(
     data: dict[str, Any] | None = None,
     on_progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    max_parallel: int | None = None,
 ) -> JobEnvelope:
-    """Run every step of ``job`` that is not done yet, recording each state change.
+    """Run every step of ``job`` that is not done yet, as a graph, recording each change.
 
-    Completed steps whose outputs still exist are skipped. ``job.json`` is saved
-    before each step starts (recording the run as running, the step as running
-    and the previous step's completion in one write), when a step fails or is
-    interrupted, and when the run ends. Each save is an fsync, so transitions
-    that happen at the same moment share one. The caller should hold
-    :class:`storage.RunLock` on ``run_dir``.
+    Completed steps whose outputs still exist are skipped. A step starts once every
+    step it needs is done; steps whose needs are done run side by side in threads (at
+    most ``max_parallel``, default :data:`MAX_PARALLEL_STEPS`). ``job.json`` is saved
+    when steps start (one write for the run, the steps starting and the steps that
+    just ended), when a step ends while others go on, and when the run ends; each save
+    is an fsync. When a step fails, no further step starts; the steps still running
+    finish and are recorded, then the run is recorded as failed. On Ctrl-C (in the
+    calling thread) the running steps are told to stop (``cancel``), recorded as
+    interrupted at once, and the exception goes on (the CLI does not wait for them).
+    The caller should hold :class:`storage.RunLock` on ``run_dir``.
 
     Raises:
         StepError: a step failed (job and step are recorded as ``failed``).
@@ -361,6 +430,8 @@ def execute(
     except PipelineError as exc:
         raise PipelineError(f"run {job.id}: {exc}") from None
     nodes = {n.id: n for n in plan.nodes}
+    records = {r.name: r for r in job.steps}
+    stop = cancel if cancel is not None else threading.Event()
     ctx = StepContext(
         job=job,
         run_dir=run_dir,
@@ -368,8 +439,13 @@ def execute(
         data=data if data is not None else {},
         resources=resources if resources is not None else {},
         on_progress=on_progress,
-        cancel=cancel,
+        cancel=stop,
     )
+    contexts = {
+        sid: dataclasses.replace(ctx, options={**job.config, **node.options}, step_id=sid)
+        for sid, node in nodes.items()
+    }
+    limit = max(1, max_parallel or MAX_PARALLEL_STEPS)
 
     def save() -> None:
         job.touch()
@@ -378,61 +454,123 @@ def execute(
     job.status = JobStatus.RUNNING
     job.error = None
     job.host = host_info()
-    record: StepRecord | None = None  # the step being worked on
-    started = time.perf_counter()
-    steps = {n.id: get_step(n.step).factory() for n in plan.nodes}
-    executor, prepared = _start_preparations(job, run_dir, steps, ctx)
-    todo = {r.name for r in steps_to_run(job, run_dir)}
+    steps = {sid: get_step(node.step).factory() for sid, node in nodes.items()}
+    rerun = {r.name for r in steps_to_run(job, run_dir)}  # with dropped outputs needed again
+    done = {r.name for r in job.steps if r.name not in rerun}
+    for name in sorted(done):
+        log.debug("%s: already completed, skipping", name)
+    todo = [r.name for r in job.steps if r.name not in done]
+
+    def is_ready(sid: str) -> bool:
+        return all(d in done or d not in records for d in nodes[sid].needs)
+
+    prep_executor, prepared = _start_preparations(
+        todo, {s for s in todo if is_ready(s)}, steps, contexts
+    )
+    running: dict[Future[Any], str] = {}
+    started: dict[str, float] = {}
+    launched: set[str] = set()
+    failures: list[tuple[str, BaseException]] = []
     try:
-        for record in job.steps:
-            if record.name not in todo:
-                log.debug("%s: already completed, skipping", record.name)
-                continue
-            record.archive_attempt()
-            record.status = StepStatus.RUNNING
-            record.started_at = utc_now()
-            started = time.perf_counter()
+        while True:
+            changed = False
+            for future in [f for f in running if f.done()]:
+                sid = running.pop(future)
+                record = records[sid]
+                error = future.exception()
+                if error is None:
+                    outputs, metadata, ended_at, ended = future.result()
+                    _finish(
+                        record,
+                        StepStatus.COMPLETED,
+                        started[sid],
+                        None,
+                        ended=ended,
+                        ended_at=ended_at,
+                    )
+                    record.outputs = outputs
+                    record.metadata = metadata
+                    job.add_artifacts(outputs)
+                    done.add(sid)
+                    log.debug("%s: completed in %.2f s", sid, record.duration_seconds or 0.0)
+                else:
+                    status, message = _failure(error)
+                    _finish(record, status, started[sid], message)
+                    failures.append((sid, error))
+                    if status == StepStatus.INTERRUPTED:
+                        stop.set()  # the others stop at their next check too
+                    log.debug("%s: %s: %s", sid, status, message)
+                changed = True
+            starting: list[str] = []
+            if not failures and not stop.is_set():
+                free = limit - len(running)
+                for sid in todo:
+                    if free <= 0:
+                        break
+                    if sid not in launched and is_ready(sid):
+                        starting.append(sid)
+                        free -= 1
+            for sid in starting:
+                record = records[sid]
+                record.archive_attempt()
+                record.status = StepStatus.RUNNING
+                record.started_at = utc_now()
+                started[sid] = time.perf_counter()
+                launched.add(sid)
+            if starting or (changed and running):
+                save()  # job.json says "running" before the step runs
+            for sid in starting:
+                log.debug("%s: started", sid)
+                future = _spawn(
+                    f"infomux-step-{sid}",
+                    _run_step,
+                    sid,
+                    steps[sid],
+                    contexts[sid],
+                    prepared.pop(sid, None),
+                    run_dir,
+                )
+                running[future] = sid
+                _track(future)
+            if not running:
+                break
+            # short waits keep Ctrl-C (delivered to this thread) responsive
+            wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+        if not failures and len(done) < len(records):  # cancelled between steps
+            failures.append((todo[0], TranscriptionCancelled("run cancelled")))
+        if failures:
+            hard = [f for f in failures if _failure(f[1])[0] == StepStatus.FAILED]
+            sid, first_error = (hard or failures)[0]
+            status, message = _failure(first_error)
+            job.status = JobStatus.FAILED if hard else JobStatus.INTERRUPTED
+            job.error = f"{sid}: {message}"
             save()
-            log.debug("%s: started", record.name)
-            if record.name in prepared:
-                prepared.pop(record.name).result()  # raises what prepare() raised
-            node = nodes[record.name]
-            step_ctx = dataclasses.replace(
-                ctx, options={**job.config, **node.options}, step_id=node.id
-            )
-            result = steps[record.name].run(step_ctx)
-            outputs = _check_outputs(record.name, list(result.outputs), run_dir)
-            _finish(record, StepStatus.COMPLETED, started, None)
-            record.outputs = outputs
-            record.metadata = dict(result.metadata)
-            job.add_artifacts(outputs)
-            log.debug("%s: completed in %.2f s", record.name, record.duration_seconds or 0.0)
-        record = None
-        job.status = JobStatus.COMPLETED
-        job.error = None
-        retention.drop_after_success(job, run_dir)  # --no-keep-audio
-        save()
-    except (KeyboardInterrupt, TranscriptionCancelled) as exc:
-        # also covers a signal that lands while job.json is being saved
-        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"cancelled: {exc}"
-        _record_stop(job, record, StepStatus.INTERRUPTED, JobStatus.INTERRUPTED, started, what)
-        save()
-        raise
-    except InfomuxError as exc:
-        message = exc.message if isinstance(exc, StepError) else str(exc)
-        _record_stop(job, record, StepStatus.FAILED, JobStatus.FAILED, started, message)
-        save()
-        if record is None or (isinstance(exc, StepError) and exc.step_name == record.name):
-            raise
-        raise StepError(record.name, message) from exc
-    except Exception as exc:
-        message = f"internal error: {type(exc).__name__}: {exc}"
-        _record_stop(job, record, StepStatus.FAILED, JobStatus.FAILED, started, message)
-        save()
+        else:
+            job.status = JobStatus.COMPLETED
+            job.error = None
+            retention.drop_after_success(job, run_dir)  # --no-keep-audio
+            save()
+    except BaseException as stopped:
+        # Ctrl-C (or SIGTERM) in this thread, possibly while job.json was being saved,
+        # or a failure to save: the running steps are told to stop and recorded now.
+        stop.set()
+        status, message = _failure(stopped)
+        first = None
+        for record in job.steps:
+            if record.status == StepStatus.RUNNING:
+                _finish(record, status, started.get(record.name, time.perf_counter()), message)
+                first = first or record.name
+        job.status = JobStatus.INTERRUPTED if status == StepStatus.INTERRUPTED else JobStatus.FAILED
+        job.error = f"{first}: {message}" if first else message
+        storage.save_job(job, run_dir)
         raise
     finally:
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+        if prep_executor is not None:
+            prep_executor.shutdown(wait=False, cancel_futures=True)
+    if failures:
+        hard = [f for f in failures if _failure(f[1])[0] == StepStatus.FAILED]
+        sid, first_error = (hard or failures)[0]
+        raise _to_raise(sid, first_error)
     return job
 
 
@@ -453,6 +591,7 @@ def prepare_resume(
     *,
     overrides: dict[str, Any] | None = None,
     force: bool = False,
+    from_step: str | None = None,
 ) -> list[StepRecord]:
     """Get a run ready to be executed again; return the steps that will run.
 
@@ -479,6 +618,17 @@ def prepare_resume(
                 f"abandoned: process {job.host.get('pid')} on {job.host.get('hostname')} "
                 "stopped without finishing the step"
             )
+    redone: list[str] = []
+    if from_step is not None:
+        if from_step not in plan.steps:
+            raise PipelineError(
+                f"run {job.id} has no step {from_step!r} (its steps: {', '.join(plan.steps)})"
+            )
+        redo = graph.descendants(plan.nodes, from_step)
+        for record in job.steps:
+            if record.name in redo:
+                _keep_as_attempt(job, record, run_dir)
+                redone.append(record.name)
     todo = steps_to_run(job, run_dir)
     problem = _input_problem(job)
     if problem is not None:
@@ -513,8 +663,36 @@ def prepare_resume(
     if changed:
         event["overrides"] = changed
         event["overridden"] = previous
+    if from_step is not None:
+        event["from_step"] = from_step
     job.history.append(event)
     return todo
+
+
+ATTEMPTS_DIR = "attempts"
+"""Where ``resume --from-step`` keeps the outputs of the attempts it redoes."""
+
+
+def _keep_as_attempt(job: JobEnvelope, record: StepRecord, run_dir: Path) -> None:
+    """Archive a step's current state as an attempt, its outputs moved (not deleted) to
+    ``attempts/<step-id>/<n>/`` so that the step can be run again."""
+    if record.status == StepStatus.PENDING and record.started_at is None:
+        return
+    number = len(record.attempts) + 1
+    kept = []
+    for name in record.outputs:
+        source = run_dir / name
+        if not source.exists():
+            kept.append(name)
+            continue
+        target = Path(ATTEMPTS_DIR) / record.name / str(number) / name
+        (run_dir / target).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, run_dir / target)
+        kept.append(target.as_posix())
+        if name in job.artifacts:
+            job.artifacts[job.artifacts.index(name)] = target.as_posix()
+    record.outputs = kept
+    record.archive_attempt()
 
 
 def _override_graph_options(job: JobEnvelope, changed: dict[str, Any]) -> None:

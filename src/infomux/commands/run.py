@@ -73,7 +73,65 @@ def add_parser(subparsers: Any) -> None:
         default=None,
         help="translate the speech into English text (needs a multilingual model: --model base)",
     )
+    add_output_options(parser)
     parser.set_defaults(func=run)
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    """Subtitle layout and what a run keeps (issue 14); the dests are the run options."""
+    from infomux.commands import positive_int
+
+    group = parser.add_argument_group("subtitles (.srt, .vtt, caption tracks)")
+    group.add_argument(
+        "--subtitle-layout",
+        dest="subtitle_layout",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="lay cues out for reading (default); --no-subtitle-layout: one cue per segment",
+    )
+    group.add_argument(
+        "--max-line-chars",
+        dest="max_line_chars",
+        type=positive_int,
+        metavar="N",
+        help="characters per line (default 42)",
+    )
+    group.add_argument(
+        "--max-lines",
+        dest="max_lines",
+        type=positive_int,
+        metavar="N",
+        help="lines per cue (default 2)",
+    )
+    group.add_argument(
+        "--min-cue-seconds",
+        dest="min_cue_seconds",
+        type=float,
+        metavar="S",
+        help="shortest cue (default 0.7)",
+    )
+    group.add_argument(
+        "--max-cue-seconds",
+        dest="max_cue_seconds",
+        type=float,
+        metavar="S",
+        help="longest cue (default 7)",
+    )
+    group.add_argument(
+        "--max-cps",
+        dest="max_cps",
+        type=float,
+        metavar="N",
+        help="warn about cues read faster than N characters per second (default 20)",
+    )
+    parser.add_argument(
+        "--keep-audio",
+        dest="keep_audio",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep audio.wav after a successful run (default); --no-keep-audio deletes it "
+        "(job.json records that; resume decodes the input again if it needs the audio)",
+    )
 
 
 def explicit_options(args: argparse.Namespace, run_options: dict[str, Any]) -> set[str]:
@@ -103,7 +161,46 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         "word_timestamps": bool(args.word_timestamps),
         "translate": bool(getattr(args, "translate", None)),
         "streams": 0 if streams is None else streams,  # 0: automatic
+        **_decoding_options(args, cfg),
+        **_output_options(args, cfg),
     }
+
+
+DECODING_KEYS = ("beam_size", "best_of", "temperature", "prompt", "audio_stream")
+"""Run options a flag or the config file sets; recorded only when set (the steps'
+declared defaults fill the rest into job.json's graph)."""
+
+
+def _decoding_options(args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
+    """Decoding options and the audio stream: flags over the config file."""
+    result = {}
+    for key in DECODING_KEYS:
+        value = getattr(args, key, None)
+        if value is None:
+            value = cfg.extra.get(key)
+        if value is not None:
+            result[key] = value
+    return result
+
+
+def _output_options(args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
+    """Subtitle layout and keep_audio: flags over the config file over the defaults."""
+    from infomux import subtitles
+    from infomux.errors import InfomuxError
+
+    cli = {k: getattr(args, k, None) for k in (subtitles.LAYOUT_KEY, *subtitles.OPTION_KEYS)}
+    try:
+        options = subtitles.run_options(cfg.extra.get("subtitles"), cli)
+    except ValueError as exc:
+        where = f"config file {cfg.path}: " if cfg.path else ""
+        raise InfomuxError(f"{where}{exc}") from None
+    keep = getattr(args, "keep_audio", None)
+    if keep is None:
+        keep = cfg.extra.get("keep_audio", True)
+        if not isinstance(keep, bool):
+            raise InfomuxError(f"config file {cfg.path}: 'keep_audio' must be true or false")
+    options["keep_audio"] = keep
+    return options
 
 
 class _BatchProgress:
