@@ -127,9 +127,10 @@ def test_builtin_steps_and_pipelines_are_registered() -> None:
     assert steps["extract_audio"].needs_input
     assert steps["transcribe"].requires == ("extract_audio",)
     assert not steps["transcribe"].needs_input
-    pipes = pipeline.registered_pipelines()
+    pipes = pipeline.builtin_pipelines()  # the packaged pipelines.yaml
     assert pipes["transcribe"].steps == ("extract_audio", "transcribe")
     assert pipes["audio"].steps == ("extract_audio",)
+    assert set(pipes) <= set(pipeline.registered_pipelines())
     assert pipeline.DEFAULT_PIPELINE == "transcribe"
     assert pipeline.get_pipeline("transcribe").name == "transcribe"
 

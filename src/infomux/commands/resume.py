@@ -1,6 +1,7 @@
 """``infomux resume RUN``: finish a failed or interrupted run.
 
-Completed steps whose outputs still exist are skipped; the recorded options are
+Completed steps whose outputs still exist are skipped (``--from-step ID`` redoes ID
+and every step after it, keeping the earlier outputs under ``attempts/``); the recorded options are
 reused unless overridden on the command line; the input is re-verified when a
 step that reads it still has to run. Whether another process is working on the
 run is decided by the run lock alone: a run left ``running`` by a process that
@@ -17,6 +18,7 @@ from typing import Any
 
 from infomux.commands import (
     ProgressReporter,
+    UsageError,
     add_transcribe_options,
     print_line,
     verbosity,
@@ -36,6 +38,13 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "run", metavar="RUN", help="run id, unique id prefix, 'latest', or run directory"
+    )
+    parser.add_argument(
+        "--from-step",
+        metavar="ID",
+        default=None,
+        help="redo step ID and every step after it (earlier outputs are kept under "
+        "attempts/, their records in the steps' attempts)",
     )
     add_transcribe_options(parser, resume=True)
     parser.add_argument(
@@ -62,6 +71,11 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "vad": args.vad,
         "vad_model": str(Path(args.vad_model).expanduser().absolute()) if args.vad_model else None,
         "word_timestamps": args.word_timestamps,
+        "beam_size": getattr(args, "beam_size", None),
+        "best_of": getattr(args, "best_of", None),
+        "temperature": getattr(args, "temperature", None),
+        "prompt": getattr(args, "prompt", None),
+        "audio_stream": getattr(args, "audio_stream", None),
     }
     return result
 
@@ -77,7 +91,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         with storage.RunLock(run_dir):
             job = storage.load_job(run_dir)
-            if job.status == JobStatus.COMPLETED and not pipeline.steps_to_run(job, run_dir):
+            from_step = getattr(args, "from_step", None)
+            if (
+                from_step is None
+                and job.status == JobStatus.COMPLETED
+                and not pipeline.steps_to_run(job, run_dir)
+            ):
                 log.info("%s: already completed, nothing to do", job.id)
                 print_line(str(run_dir))
                 return 0
@@ -85,7 +104,14 @@ def run(args: argparse.Namespace) -> int:
             # Holding the run lock proves that no live process works on the run, whatever
             # its recorded status, host or pid say (the kernel releases the lock of a
             # process that dies), so the recorded host/pid are not compared.
-            todo = pipeline.prepare_resume(job, run_dir, overrides=changes, force=True)
+            try:
+                todo = pipeline.prepare_resume(
+                    job, run_dir, overrides=changes, force=True, from_step=from_step
+                )
+            except pipeline.PipelineError as exc:
+                if from_step is not None and "has no step" in str(exc):
+                    raise UsageError(str(exc)) from None
+                raise
             log.info(
                 "%s: resuming (%s)",
                 job.id,
