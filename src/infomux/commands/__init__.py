@@ -116,6 +116,24 @@ def add_transcribe_options(parser: argparse.ArgumentParser, *, resume: bool = Fa
         help=f"{what}Silero VAD model (ggml) for --vad (default: the bundled Silero v6.2)",
     )
     parser.add_argument(
+        "--beam-size", metavar="N", type=positive_int, help=f"{what}beam search width (1: greedy)"
+    )
+    parser.add_argument(
+        "--best-of", metavar="N", type=positive_int, help=f"{what}candidates when sampling"
+    )
+    parser.add_argument(
+        "--temperature", metavar="T", type=float, help=f"{what}sampling temperature (0: greedy)"
+    )
+    parser.add_argument(
+        "--prompt", metavar="TEXT", help=f"{what}initial prompt (names, spelling, style)"
+    )
+    parser.add_argument(
+        "--audio-stream",
+        metavar="N",
+        type=int,
+        help=f"{what}audio stream to decode (0 = the first; default: the best)",
+    )
+    parser.add_argument(
         "--word-timestamps",
         action=argparse.BooleanOptionalAction,
         default=None,

@@ -49,6 +49,10 @@ def transcribe_options(config: dict[str, Any], *, words: bool = False) -> Any:
             vad=vad,
             vad_model=vad_model,
             word_timestamps=bool(config.get("word_timestamps", False)) or words,
+            beam_size=int(config.get("beam_size") or 1),
+            best_of=int(config.get("best_of") or 1),
+            temperature=float(config.get("temperature") or 0.0),
+            initial_prompt=config.get("prompt") or None,
             # runs recorded before --streams existed ran in one pass
             streams=int(config.get("streams", 1)),
         )
