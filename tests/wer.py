@@ -1,9 +1,9 @@
 """The one way the tests score a transcript: jiwer over one normaliser.
 
-Word error rate (:func:`wer`) for languages written with spaces, character error rate
-(:func:`cer`) for those without (Japanese: ``speech_ja.m4a``). Both compare the texts
-after :func:`normalise`, so case, punctuation, full-width forms and line breaks never
-count as errors.
+Word error rate (:func:`wer`; over several texts :func:`corpus_wer`) for languages
+written with spaces, character error rate (:func:`cer`) for those without (Japanese:
+``speech_ja.m4a``). All compare the texts after :func:`normalise`, so case, punctuation,
+full-width forms and line breaks never count as errors.
 """
 
 from __future__ import annotations
@@ -41,3 +41,14 @@ def cer(reference: str, hypothesis: str) -> float:
     white space removed: for scripts without word boundaries, such as Japanese)."""
     ref, hyp = ("".join(normalise(t).split()) for t in (reference, hypothesis))
     return _score("cer", ref, hyp)
+
+
+def corpus_wer(pairs: list[tuple[str, str]]) -> float:
+    """Word error rate over several ``(reference, hypothesis)`` pairs: all the errors over
+    all the reference words (each text normalised), not a mean of per-text rates."""
+    refs = [normalise(r) for r, _ in pairs]
+    hyps = [normalise(h) for _, h in pairs]
+    kept = [(r, h) for r, h in zip(refs, hyps, strict=True) if r]
+    if not kept:
+        return 0.0
+    return float(jiwer.wer([r for r, _ in kept], [h for _, h in kept]))

@@ -171,6 +171,32 @@ def _check_source(src_dir: Path, parts: ModelParts | None) -> list[Path]:
     return [model_bin]
 
 
+def _differing(parts: ModelParts, digests: list[str]) -> str:
+    """``; part 2 (model.bin.part2) differs ...`` naming the parts whose sha256 is wrong."""
+    assert parts.part_sha256 is not None
+    wrong = [
+        f"part {i} ({path.name})"
+        for i, (path, got, want) in enumerate(
+            zip(parts.paths, digests, parts.part_sha256, strict=True), 1
+        )
+        if got != want.lower()
+    ]
+    if not wrong:
+        return ""
+    verb = "differs" if len(wrong) == 1 else "differ"
+    return (
+        f"; {', '.join(wrong)} {verb} from the published part (corrupt, repeated or out of order)"
+    )
+
+
+def _which_part(parts: ModelParts) -> str:
+    """What to add to an error about joined parts that do not read as a model."""
+    if parts.part_sha256 is None:
+        return "; a part is corrupt, repeated or out of order"
+    named = _differing(parts, [storage.sha256_file(p) for p in parts.paths])
+    return named or "; each part has its published sha256, yet they do not read as a model"
+
+
 def _verify(stream: _Stream, parts: ModelParts | None) -> None:
     """Compare what the pass hashed with what the parts should be (raises ModelError)."""
     if parts is None or parts.sha256 is None:
@@ -178,19 +204,12 @@ def _verify(stream: _Stream, parts: ModelParts | None) -> None:
     got = stream.whole.hexdigest()
     if got == parts.sha256.lower():
         return
-    bad = ""
+    named = ""
     if parts.part_sha256 is not None:
-        wrong = [
-            f"part {i} ({path.name})"
-            for i, (path, h, want) in enumerate(
-                zip(parts.paths, stream.each, parts.part_sha256, strict=True), 1
-            )
-            if h.hexdigest() != want.lower()
-        ]
-        bad = f" ({', '.join(wrong)} differ)" if wrong else ""
+        named = _differing(parts, [h.hexdigest() for h in stream.each])
     raise ModelError(
-        f"{parts.label}: the joined parts have sha256 {got}, expected {parts.sha256}{bad}: "
-        "a part is corrupt or the parts are out of order"
+        f"{parts.label}: the joined parts have sha256 {got}, expected {parts.sha256}"
+        + (named or ": a part is corrupt or the parts are out of order")
     )
 
 
@@ -231,7 +250,12 @@ def convert_ct2_to_ggml(
     if out_type not in OUT_TYPES:
         raise ValueError(f"unknown out_type {out_type!r}; choose from {', '.join(OUT_TYPES)}")
     src_dir, dst = Path(src_dir), Path(dst_path)
-    index = read_ct2_index(_check_source(src_dir, parts))
+    try:
+        index = read_ct2_index(_check_source(src_dir, parts))
+    except ModelError as exc:
+        if parts is None or isinstance(exc, ModelNotFoundError):
+            raise
+        raise ModelError(f"{exc}{_which_part(parts)}") from None
     if index.spec != "WhisperSpec":
         raise ModelError(f"{index.label}: a {index.spec} model, not a Whisper model")
     plan = Planner(index, out_type).plan()
