@@ -1,15 +1,18 @@
 """Convert a CTranslate2 Whisper model directory to a whisper.cpp ggml file.
 
 Split by concern: :mod:`~infomux.convert.ct2` (reading the source),
+:mod:`~infomux.convert.parts` (a ``model.bin`` split into ordered parts, read as one),
 :mod:`~infomux.convert.plan` (which tensor comes from where),
 :mod:`~infomux.convert.quantize`, :mod:`~infomux.convert.header` (mel filters,
 vocabulary) and :mod:`~infomux.convert.driver` (:func:`convert_ct2_to_ggml`);
 everything public is importable from ``infomux.convert``.
 
 Pure Python + numpy, streaming: ``model.bin`` is indexed once (names, shapes, file
-offsets) and each output tensor is then read in row chunks,
-converted and written, so peak memory is a few MB above the interpreter's, not the
-model's size. The output is written to a temporary file in the destination
+offsets), then read once front to back in row chunks of a few MB, each chunk converted
+and written where the plan puts its tensor, so peak memory is a few MB above the
+interpreter's, not a tensor's or the model's size. A split ``model.bin``
+(:class:`ModelParts`) is read the same way across its parts, hashed in the same pass.
+The output is written to a temporary file in the destination
 directory, fsync'ed, validated with :func:`infomux.ggml.validate_model_file` and
 renamed into place, so a crash never leaves a half-written model behind.
 
@@ -31,6 +34,7 @@ from infomux.convert.ct2 import (
 )
 from infomux.convert.driver import convert_ct2_to_ggml
 from infomux.convert.header import N_FFT, N_TEXT_TOKENS, SAMPLE_RATE, mel_filters
+from infomux.convert.parts import JoinedReader, ModelParts
 from infomux.convert.quantize import quantize_blocks
 from infomux.ggml import QUANT_TYPES, ProgressFn
 from infomux.ggml import WEIGHT_TYPES as OUT_TYPES
@@ -44,6 +48,8 @@ __all__ = [
     "SAMPLE_RATE",
     "Ct2Index",
     "Ct2Variable",
+    "JoinedReader",
+    "ModelParts",
     "ProgressFn",
     "convert_ct2_to_ggml",
     "mel_filters",

@@ -7,8 +7,8 @@ converter never writes the joined file; :class:`ModelParts` says which files, in
 order, and what the joined stream must measure (total size, sha256), and
 :func:`check_parts` checks what can be checked before reading (each part exists, the
 sizes add up, the first part starts a CTranslate2 model). The sha256 of the joined
-stream is computed by the converter in its one pass over the data
-(:class:`~infomux.convert.driver` ``verify``).
+stream (and of each part) is computed by the converter in its one pass over the data
+and compared after it (:func:`infomux.convert.convert_ct2_to_ggml`).
 """
 
 from __future__ import annotations

