@@ -12,4 +12,10 @@ cmake --build build/dev -j "$(nproc)"
 # the module and its package data (the VAD model), as a wheel would lay them out
 rm -rf build/dev/stage
 cmake --install build/dev --component infomux_python --prefix build/dev/stage >/dev/null
-cp -r build/dev/stage/infomux/. src/infomux/
+# Replace each file by a rename, never in place: a process that has the old module
+# mapped (a test run) keeps its copy instead of crashing with SIGBUS.
+(cd build/dev/stage/infomux && find . -type f) | while read -r file; do
+  mkdir -p "src/infomux/$(dirname "$file")"
+  cp "build/dev/stage/infomux/$file" "src/infomux/$file.tmp.$$"
+  mv -f "src/infomux/$file.tmp.$$" "src/infomux/$file"
+done

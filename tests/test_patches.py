@@ -150,6 +150,11 @@ def test_logits_patch_keeps_transcripts_byte_identical(
     finally:
         native.set_all_logits(False)
     assert _as_data(patched) == _as_data(unpatched)
+    # the no-speech probability (patch 0004) is a softmax of the same logits, projected
+    # as one row or as part of a matrix: equal up to float rounding
+    assert [s.no_speech_prob for s in patched.segments] == pytest.approx(
+        [s.no_speech_prob for s in unpatched.segments], rel=1e-4, abs=1e-12
+    )
     if name.startswith(("speech", "long")):
         assert patched.text, "nothing was transcribed: the comparison would prove nothing"
 
@@ -170,3 +175,73 @@ def test_no_context_keeps_the_users_prompt(tiny: Model, media_dir: Path) -> None
     # the same prompt with the rolling context on starts the same way
     with_context = tiny.transcribe(samples, TranscribeOptions(n_threads=2, initial_prompt=prompt))
     assert prompted.segments[0].text == with_context.segments[0].text
+
+
+@pytest.mark.model
+def test_no_speech_probability_is_read_at_the_sot_token(tiny: Model, media_dir: Path) -> None:
+    """Patch 0004: every window's no-speech probability comes from the SOT token's logits.
+
+    Without it, a window decoded after a rolling prompt read row 0 (the previous-text
+    marker, whose logits patch 0001 no longer computes): softmax of zeros, exactly
+    1/n_vocab, for every window but the first.
+    """
+    if "0004-no-speech-at-sot.patch" not in engine.build_info()["patches"]:
+        pytest.skip("this build does not carry patch 0004")
+    import numpy as np
+
+    speech = audio.load_audio(media_dir / "speech_a.wav")
+    silence = np.zeros(40 * audio.SAMPLE_RATE, dtype=np.float32)
+    result = tiny.transcribe(np.concatenate([speech, silence]), TranscribeOptions(n_threads=2))
+    uniform = 1.0 / tiny._native_model.n_vocab
+    after_first_window = [s for s in result.segments if s.start >= 25.0]
+    assert after_first_window, "the speech's last sentence should be decoded in a second window"
+    for segment in result.segments:
+        assert abs(segment.no_speech_prob - uniform) > 0.01 * uniform, segment
+    # speech is speech: low; and the 40 s of digital silence give no words
+    assert max(s.no_speech_prob for s in result.segments) < 0.1
+    assert all(s.start < speech.size / audio.SAMPLE_RATE + 5.0 for s in result.segments)
+
+
+_RSS_SCRIPT = """
+import sys
+from pathlib import Path
+from infomux import audio
+from infomux.engine import Model, TranscribeOptions
+
+def rss_mb():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise SystemExit("no VmRSS")
+
+samples = audio.load_audio(Path(sys.argv[2]))[: 150 * audio.SAMPLE_RATE]
+with Model(sys.argv[1]) as model:
+    options = TranscribeOptions(n_threads=2)
+    model.transcribe(samples[: 28 * audio.SAMPLE_RATE], options)  # every buffer touched
+    before = rss_mb()
+    model.transcribe(samples, options)  # rolling prompts of ~225 tokens
+    print(rss_mb() - before)
+"""
+
+
+@pytest.mark.model
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
+def test_long_prompts_do_not_grow_the_state(tiny: Model, media_dir: Path) -> None:
+    """Patch 0005: a state keeps logits only for the rows it reads.
+
+    Without it, each decoder batch resized the logits to n_tokens x n_vocab floats,
+    writing ~47 MB of zeros per state once the rolling prompt reaches its ~225 tokens.
+    """
+    if "0005-compact-logits.patch" not in engine.build_info()["patches"]:
+        pytest.skip("this build does not carry patch 0005")
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_SCRIPT, str(tiny.path), str(media_dir / "long_speech.mp3")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    growth_mb = float(out.stdout.strip().splitlines()[-1])
+    # 150 s more of log-mel is 4.6 MB; 20 MB leaves room for the allocator
+    assert growth_mb < 20.0, f"RSS grew by {growth_mb:.1f} MB over 150 s of speech"
