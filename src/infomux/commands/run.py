@@ -74,6 +74,9 @@ def add_parser(subparsers: Any) -> None:
         help="translate the speech into English text (needs a multilingual model: --model base)",
     )
     add_output_options(parser)
+    from infomux.commands._summarize import add_summarize_options
+
+    add_summarize_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -142,6 +145,7 @@ def explicit_options(args: argparse.Namespace, run_options: dict[str, Any]) -> s
 def run_config(args: argparse.Namespace) -> dict[str, Any]:
     """The options a new run records: CLI flags over the config file over defaults."""
     from infomux import config, writers
+    from infomux.commands._summarize import summarize_run_options
 
     try:
         cfg = config.load_config()
@@ -163,6 +167,7 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         "streams": 0 if streams is None else streams,  # 0: automatic
         **_decoding_options(args, cfg),
         **_output_options(args, cfg),
+        **summarize_run_options(args),
     }
 
 
