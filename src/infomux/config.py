@@ -5,11 +5,21 @@ Data directory, in order: ``INFOMUX_DATA_DIR``; ``$XDG_DATA_HOME/infomux``;
 ``<data>/models/``.
 
 Config file, in order: ``INFOMUX_CONFIG``; ``$XDG_CONFIG_HOME/infomux/config.toml``;
-``~/.config/infomux/config.toml``. Keys (all optional)::
+``~/.config/infomux/config.toml``. Keys (all optional; any other key is an error
+naming it, see :data:`RUN_KEYS` and :data:`TABLES`)::
 
     model = "tiny.en"        # name in the model cache, or a path to a ggml file
     threads = 4
     language = "en"
+    # every other option of ``infomux run`` that a run records, e.g.
+    formats = ["txt", "srt"]  # or "txt,srt"
+    beam_size = 5
+    output_dir = "~/transcripts"
+    [subtitles]
+    max_line_chars = 37
+
+``--print``, ``--steps`` and ``--dry-run`` are per invocation, not settable here: without
+them stdout stays exactly the run directory, whatever the config file says.
 
 Model choice, first that is set wins: ``--model`` on the command line,
 ``INFOMUX_WHISPER_MODEL``, ``model`` in the config file, the default model.
@@ -63,7 +73,12 @@ def config_path() -> Path:
 
 @dataclass(frozen=True)
 class Config:
-    """Settings read from the config file; ``None`` means not set."""
+    """Settings read from the config file; ``None`` means not set.
+
+    ``extra`` holds the other known keys (:data:`RUN_KEYS` and :data:`TABLES`), checked;
+    a path (``vad_model``, ``output_dir``, ``pipeline_file``) made absolute against the
+    config file's directory.
+    """
 
     model: str | None = None
     threads: int | None = None
@@ -72,11 +87,103 @@ class Config:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _is_int(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_formats(value: Any) -> bool:
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    return isinstance(value, list) and all(isinstance(v, str) for v in value) and bool(value)
+
+
+RUN_KEYS: dict[str, tuple[str, Any]] = {
+    # key: (what it must be, check)
+    "model": ("a string", lambda v: isinstance(v, str)),
+    "threads": ("a positive integer", lambda v: _is_int(v, 1)),
+    "language": ("a string", lambda v: isinstance(v, str)),
+    "streams": ("a positive integer or 'auto'", lambda v: v == "auto" or _is_int(v, 1)),
+    "formats": ("a list of formats (or 'txt,srt')", _is_formats),
+    "vad": ("true or false", lambda v: isinstance(v, bool)),
+    "vad_model": ("a string (a path)", lambda v: isinstance(v, str)),
+    "word_timestamps": ("true or false", lambda v: isinstance(v, bool)),
+    "translate": ("true or false", lambda v: isinstance(v, bool)),
+    "beam_size": ("a positive integer", lambda v: _is_int(v, 1)),
+    "best_of": ("a positive integer", lambda v: _is_int(v, 1)),
+    "temperature": ("a number", _is_number),
+    "prompt": ("a string", lambda v: isinstance(v, str)),
+    "audio_stream": ("an integer >= 0", lambda v: _is_int(v, 0)),
+    "keep_audio": ("true or false", lambda v: isinstance(v, bool)),
+    "output_dir": ("a string (a directory)", lambda v: isinstance(v, str) and bool(v.strip())),
+    "pipeline": ("a string (a pipeline name)", lambda v: isinstance(v, str) and bool(v)),
+    "pipeline_file": ("a string (a path)", lambda v: isinstance(v, str) and bool(v.strip())),
+}
+"""The config file's top-level keys: the options ``infomux run`` records. A new run
+option settable in the config file is added here (and read in ``commands/run.py``)."""
+
+TABLES: dict[str, str] = {
+    "subtitles": "subtitle layout: layout, max_line_chars, max_lines, ... (checked by the run)",
+    "summarize": "the summarize step: provider, model, ollama_url, openai_base_url, api_key, "
+    "allow_remote, temperature, top_p, seed, context, max_tokens, timeout (checked by the step)",
+}
+"""The config file's tables (``[name]``); their keys are checked by their users."""
+
+CLI_ONLY_KEYS: dict[str, str] = {
+    "print": "stdout stays the run directory unless --print is given on the command line",
+    "dry_run": "it is a per-invocation flag (--dry-run)",
+    "steps": "it is a per-invocation flag (--steps)",
+}
+"""Run flags deliberately not settable in the config file, and why."""
+
+_PATH_KEYS = ("vad_model", "output_dir", "pipeline_file")
+
+
+def check_keys(raw: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Check every key of a parsed config file; return them with paths made absolute.
+
+    Raises:
+        ValueError: an unknown key (named), a per-invocation flag, or a wrong type.
+    """
+    for key, value in raw.items():
+        if key in CLI_ONLY_KEYS:
+            raise ValueError(
+                f"config file {path}: {key!r} cannot be set in the config file "
+                f"({CLI_ONLY_KEYS[key]})"
+            )
+        if key in TABLES:
+            if not isinstance(value, dict):
+                raise ValueError(f"config file {path}: {key!r} must be a table ([{key}])")
+            continue
+        if key not in RUN_KEYS:
+            known = ", ".join(sorted([*RUN_KEYS, *(f"[{t}]" for t in TABLES)]))
+            raise ValueError(f"config file {path}: unknown key {key!r} (known: {known})")
+        what, check = RUN_KEYS[key]
+        if not check(value):
+            raise ValueError(f"config file {path}: {key!r} must be {what}")
+    checked = dict(raw)
+    for key in _PATH_KEYS:
+        if key in checked:
+            target = Path(checked[key].strip()).expanduser()
+            checked[key] = str(target if target.is_absolute() else (path.parent / target))
+    if isinstance(checked.get("formats"), str):
+        checked["formats"] = [v.strip() for v in checked["formats"].split(",") if v.strip()]
+    if checked.get("streams") == "auto":
+        checked["streams"] = 0
+    if "temperature" in checked:
+        checked["temperature"] = float(checked["temperature"])
+    return checked
+
+
 def load_config(path: Path | None = None) -> Config:
     """Read the config file; a missing file gives an empty :class:`Config`.
 
     Raises:
-        ValueError: the file exists but is not valid TOML or has wrong types.
+        ValueError: the file exists but is not valid TOML, has a key that is not
+            known (the message names it) or a value of the wrong type.
     """
     path = path or config_path()
     if not path.is_file():
@@ -85,15 +192,10 @@ def load_config(path: Path | None = None) -> Config:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"config file {path}: {exc}") from exc
+    raw = check_keys(raw, path)
     model = raw.pop("model", None)
     threads = raw.pop("threads", None)
     language = raw.pop("language", None)
-    if model is not None and not isinstance(model, str):
-        raise ValueError(f"config file {path}: 'model' must be a string")
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"config file {path}: 'threads' must be a positive integer")
-    if language is not None and not isinstance(language, str):
-        raise ValueError(f"config file {path}: 'language' must be a string")
     return Config(model=model, threads=threads, language=language, path=path, extra=raw)
 
 

@@ -71,20 +71,54 @@ def host_info() -> dict[str, Any]:
 
 @dataclass
 class InputFile:
-    """The media file a run was made from."""
+    """The media a run was made from.
+
+    A local file: ``path`` (absolute), its ``sha256`` and ``size_bytes``. Media read as a
+    stream (standard input ``-``, an ``http(s)://`` URL, a pipe or FIFO) is hashed while it
+    is read to its end and spooled into the run directory: ``kind`` says which
+    (``stdin``, ``url``, ``pipe``; None for a local file), ``source`` what the user gave
+    (``-``, the URL, the pipe's path), ``copy`` the spooled file (relative to the run
+    dir; ``path`` is its absolute path), ``content_type`` the HTTP Content-Type.
+    These fields are absent from the JSON form of a local file (and of old runs).
+    """
 
     path: str
     sha256: str
     size_bytes: int
+    kind: str | None = None
+    source: str | None = None
+    copy: str | None = None
+    content_type: str | None = None
+
+    OPTIONAL = ("kind", "source", "copy", "content_type")
+
+    @property
+    def is_stream(self) -> bool:
+        """Whether the input was read once as a stream (its source cannot be re-read)."""
+        return self.kind is not None and self.kind != "file"
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form."""
-        return {"path": self.path, "sha256": self.sha256, "size_bytes": self.size_bytes}
+        data: dict[str, Any] = {
+            "path": self.path,
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+        }
+        for key in self.OPTIONAL:
+            value = getattr(self, key)
+            if value is not None:
+                data[key] = value
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InputFile:
         """Build from the JSON form."""
-        return cls(path=data["path"], sha256=data["sha256"], size_bytes=int(data["size_bytes"]))
+        return cls(
+            path=data["path"],
+            sha256=data["sha256"],
+            size_bytes=int(data["size_bytes"]),
+            **{k: data.get(k) for k in cls.OPTIONAL},
+        )
 
 
 @dataclass
@@ -228,6 +262,8 @@ class JobEnvelope:
     # the resolved step graph (name, description, source, steps: id, step, needs,
     # options); None in runs recorded before pipelines were graphs
     graph: dict[str, Any] | None = None
+    # what --output-dir put where: {file, path, method: hardlink|copy, at}; absent if none
+    exports: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def new(
@@ -279,7 +315,7 @@ class JobEnvelope:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form (key order is the order in ``job.json``)."""
-        return {
+        data: dict[str, Any] = {
             "id": self.id,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
@@ -300,6 +336,9 @@ class JobEnvelope:
             "history": [dict(h) for h in self.history],
             "graph": dict(self.graph) if self.graph is not None else None,
         }
+        if self.exports:
+            data["exports"] = [dict(e) for e in self.exports]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobEnvelope:
@@ -329,6 +368,7 @@ class JobEnvelope:
                 audio=data.get("audio"),
                 history=list(data.get("history", [])),
                 graph=data.get("graph"),
+                exports=list(data.get("exports", [])),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed job: {exc!r}") from exc

@@ -225,15 +225,31 @@ def create_run(
     None = all; ``only`` keeps those step ids and what they need) and recorded in
     ``job.graph``; resume runs that graph.
 
+    ``input_path`` ``"-"`` (standard input), an ``http(s)://`` URL (both as ``str``) or a
+    pipe/FIFO is read to its end, hashed and spooled into the run directory
+    (:mod:`infomux.inputs`); the copy is an artifact, and ``job.input`` records the source.
+
     Raises:
         PipelineError: unknown pipeline, bad graph or options.
         FileNotFoundError, IsADirectoryError, PermissionError: the input is not a readable file.
+        InputReadError: a stream input failed or ended early (no run directory is left).
     """
+    from infomux import inputs
+
     resolved = resolve_run_graph(
         pipeline, config, explicit=explicit, only=only, pipeline_file=pipeline_file
     )
-    input_file = storage.describe_input(input_path)
-    run_id, run_dir = storage.create_run_dir(runs_root)
+    stream = inputs.open_stream(input_path)
+    if stream is None:
+        input_file = storage.describe_input(input_path)
+        run_id, run_dir = storage.create_run_dir(runs_root)
+    else:
+        try:
+            run_id, run_dir = storage.create_run_dir(runs_root)
+        except BaseException:
+            stream.close()
+            raise
+        input_file = inputs.spool(stream, run_dir)  # removes run_dir when it fails
     config = {"pipeline": pipeline, **(config or {})}
     job = JobEnvelope.new(
         run_id,
@@ -243,8 +259,10 @@ def create_run(
         config=config,
         graph=resolved.to_record(),
     )
+    if input_file.copy:
+        job.add_artifacts([input_file.copy])
     storage.save_job(job, run_dir)
-    log.debug("created %s for %s", run_dir, input_file.path)
+    log.debug("created %s for %s", run_dir, input_file.source or input_file.path)
     return job, run_dir
 
 
@@ -630,6 +648,7 @@ def prepare_resume(
                 _keep_as_attempt(job, record, run_dir)
                 redone.append(record.name)
     todo = steps_to_run(job, run_dir)
+    unverified = _stream_source_note(job, run_dir)
     problem = _input_problem(job)
     if problem is not None:
         needing = [r.name for r in todo if specs[r.name].needs_input]
@@ -665,8 +684,29 @@ def prepare_resume(
         event["overridden"] = previous
     if from_step is not None:
         event["from_step"] = from_step
+    if unverified is not None:
+        event["source_not_reverified"] = unverified
     job.history.append(event)
     return todo
+
+
+def _stream_source_note(job: JobEnvelope, run_dir: Path) -> str | None:
+    """For a run whose input was a stream (stdin, URL, pipe): point ``job.input.path`` at
+    its copy in this run dir (the run dir may have moved), say on stderr that the source
+    cannot be re-verified, and return the source (recorded in the resume event)."""
+    if not job.input.is_stream:
+        return None
+    if job.input.copy:
+        job.input.path = str((run_dir / job.input.copy).absolute())
+    source = job.input.source or "-"
+    log.warning(
+        "%s: the input was read once from %s and cannot be re-verified; resuming from "
+        "audio.wav (or the copy %s, checked against the sha256 read)",
+        job.id,
+        "standard input" if source == "-" else source,
+        job.input.copy or "(none)",
+    )
+    return source
 
 
 ATTEMPTS_DIR = "attempts"

@@ -1,7 +1,12 @@
-"""``infomux run INPUT...``: run a pipeline on media files.
+"""``infomux run INPUT...``: run a pipeline on media files, standard input or URLs.
 
 stdout gets exactly one line per successful input, the run directory, in input
-order; failed inputs print ``Error: ...`` on stderr and nothing on stdout.
+order; failed inputs print ``Error: ...`` on stderr and nothing on stdout. With
+``--print FMT`` each run directory line is followed by that run's transcript (the
+whole of ``transcript.<FMT>``, ending with a newline), still in input order, one run's
+block at a time. ``--dry-run`` prints the graph instead. Nothing else changes stdout.
+An INPUT of ``-`` (standard input), ``http(s)://...`` or a pipe is read to its end,
+hashed and spooled into the run directory (see :mod:`infomux.inputs`).
 The model is loaded once for all inputs (shared ``resources``). Several inputs run
 ``K`` at a time on that one model (``--streams``; see :mod:`infomux.streams`), each
 with its share of the threads; a failure of one input fails only its own run.
@@ -23,7 +28,6 @@ from infomux.commands import (
     UsageError,
     add_transcribe_options,
     one_line,
-    print_line,
     report_error,
     verbosity,
     verbosity_parent,
@@ -40,7 +44,12 @@ def add_parser(subparsers: Any) -> None:
         help="run a pipeline on media files (default: transcribe)",
         description="Run a pipeline on each INPUT; print each run directory on stdout.",
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="media file(s)")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="media file(s); '-' reads standard input; http(s):// URLs are downloaded",
+    )
     parser.add_argument(
         "--pipeline",
         metavar="NAME",
@@ -77,7 +86,28 @@ def add_parser(subparsers: Any) -> None:
     from infomux.commands._summarize import add_summarize_options
 
     add_summarize_options(parser)
+    parser.add_argument(
+        "--output-dir",
+        dest="output_dir",
+        metavar="DIR",
+        default=None,
+        help="also put each run's outputs (transcripts, captioned video) into DIR as "
+        "<input-stem>.<ext>: hard-linked on the same file system, else copied; "
+        "never overwriting (recorded in job.json: exports)",
+    )
+    parser.add_argument(
+        "--print",
+        dest="print_format",
+        metavar="FMT",
+        choices=PRINT_FORMATS,
+        default=None,
+        help="after each run directory line, print the transcript in FMT "
+        "(txt, srt, vtt, json) on stdout (FMT is added to --formats)",
+    )
     parser.set_defaults(func=run)
+
+
+PRINT_FORMATS = ("txt", "srt", "vtt", "json")
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -146,29 +176,67 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
     """The options a new run records: CLI flags over the config file over defaults."""
     from infomux import config, writers
     from infomux.commands._summarize import summarize_run_options
+    from infomux.errors import InfomuxError
 
     try:
         cfg = config.load_config()
     except ValueError as exc:
-        from infomux.errors import InfomuxError
-
         raise InfomuxError(str(exc)) from None  # a broken config file is a failure, exit 1
     language = args.language if args.language is not None else cfg.language
-    streams = getattr(args, "streams", None)
-    return {
+
+    def flag_or_config(key: str, default: Any = None) -> Any:
+        value = getattr(args, key, None)
+        return value if value is not None else cfg.extra.get(key, default)
+
+    streams = flag_or_config("streams")
+    vad_model = (
+        str(Path(args.vad_model).expanduser().absolute())
+        if args.vad_model
+        else cfg.extra.get("vad_model")  # made absolute against the config file's directory
+    )
+    formats = list(flag_or_config("formats") or writers.DEFAULT_FORMATS)
+    try:
+        formats = writers.parse_formats(",".join(formats))
+    except ValueError as exc:
+        raise InfomuxError(f"config file {cfg.path}: 'formats': {exc}") from None
+    printed = getattr(args, "print_format", None)
+    if printed is not None and printed not in formats:
+        formats.append(printed)  # --print FMT writes FMT
+    output_dir = getattr(args, "output_dir", None)
+    output_dir = (
+        str(Path(output_dir).expanduser().absolute()) if output_dir else cfg.extra.get("output_dir")
+    )
+    result = {
         "model": config.model_spec(args.model, cfg),
         "language": None if language in (None, "", "auto") else language,
         "threads": args.threads if args.threads is not None else cfg.threads,
-        "formats": list(args.formats or writers.DEFAULT_FORMATS),
-        "vad": bool(args.vad),
-        "vad_model": str(Path(args.vad_model).expanduser().absolute()) if args.vad_model else None,
-        "word_timestamps": bool(args.word_timestamps),
-        "translate": bool(getattr(args, "translate", None)),
+        "formats": formats,
+        "vad": bool(flag_or_config("vad")),
+        "vad_model": vad_model,
+        "word_timestamps": bool(flag_or_config("word_timestamps")),
+        "translate": bool(flag_or_config("translate")),
         "streams": 0 if streams is None else streams,  # 0: automatic
         **_decoding_options(args, cfg),
         **_output_options(args, cfg),
         **summarize_run_options(args),
     }
+    if output_dir is not None:
+        result["output_dir"] = output_dir
+    if printed is not None:
+        result["print"] = printed
+    return result
+
+
+def pipeline_choice(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The pipeline name and pipeline file: flags over the config file (None: default)."""
+    from infomux import config
+
+    try:
+        cfg = config.load_config()
+    except ValueError:
+        return args.pipeline, getattr(args, "pipeline_file", None)  # run_config reports it
+    name = args.pipeline or cfg.extra.get("pipeline")
+    return name, getattr(args, "pipeline_file", None) or cfg.extra.get("pipeline_file")
 
 
 DECODING_KEYS = ("beam_size", "best_of", "temperature", "prompt", "audio_stream")
@@ -238,15 +306,18 @@ class _BatchProgress:
 
 def run(args: argparse.Namespace) -> int:
     """Run the pipeline on every input; 0 if all succeeded, 1 otherwise."""
-    from infomux import pipeline
+    from infomux import inputs, pipeline
 
-    name = args.pipeline or pipeline.DEFAULT_PIPELINE
     run_options = run_config(args)
+    chosen, pipeline_file = pipeline_choice(args)
+    name = chosen or pipeline.DEFAULT_PIPELINE
     graph_args: dict[str, Any] = {
         "explicit": explicit_options(args, run_options),
         "only": getattr(args, "steps", None),
-        "pipeline_file": getattr(args, "pipeline_file", None),
+        "pipeline_file": pipeline_file,
     }
+    if sum(raw == inputs.STDIN for raw in args.inputs) > 1:
+        raise UsageError("'-' (standard input) can be given only once")
     try:
         resolved = pipeline.resolve_run_graph(name, run_options, **graph_args)
     except pipeline.PipelineFileError:
@@ -258,6 +329,18 @@ def run(args: argparse.Namespace) -> int:
 
         print_graph(resolved)
         return 0
+    if run_options.get("print") and not any(n.step == "transcribe" for n in resolved.nodes):
+        raise UsageError(f"--print needs a transcript: pipeline {name!r} has no transcribe step")
+    if run_options.get("output_dir"):
+        from infomux.exports import ExportError
+
+        try:
+            Path(run_options["output_dir"]).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise ExportError(
+                f"cannot create output dir {run_options['output_dir']}: {reason}"
+            ) from None
     verbose = verbosity(args) > 0
     progress = ProgressReporter(enabled=verbosity(args) >= 0)
     resources: dict[str, Any] = {}
@@ -303,21 +386,22 @@ def _run_one(
     print_dir: bool = True,
 ) -> Path | None:
     """Create and execute one run; its run dir (printed unless told not to), or None."""
-    from infomux import pipeline, storage
+    from infomux import inputs, pipeline, storage
 
-    path = Path(raw)
+    source: str | Path = raw if inputs.is_stream_name(raw) else Path(raw)
     try:
         job, run_dir = pipeline.create_run(
-            path, pipeline=name, config=run_options, **(graph_args or {})
+            source, pipeline=name, config=run_options, **(graph_args or {})
         )
     except OSError as exc:
         reason = exc.strerror or str(exc)
         print_error_line(f"cannot read input {raw}: {reason}")
         return None
-    log.info("%s: %s (pipeline %s)", job.id, path.name, name)
+    log.info("%s: %s (pipeline %s)", job.id, Path(raw).name or raw, name)
     try:
         with storage.RunLock(run_dir):
             pipeline.execute(job, run_dir, resources=resources, on_progress=progress, cancel=cancel)
+            finish_run(job, run_dir)
     except KeyboardInterrupt:
         _close(progress)
         log.warning("interrupted; to finish it: infomux resume %s", job.id)
@@ -332,8 +416,32 @@ def _run_one(
         return None
     _close(progress)
     if print_dir:
-        print_line(str(run_dir))
+        emit(run_dir, run_options.get("print"))
     return run_dir
+
+
+def finish_run(job: Any, run_dir: Path) -> None:
+    """After a successful run: ``--output-dir`` (recorded in job.json, saved)."""
+    from infomux import exports, storage
+
+    dest = job.config.get(exports.OUTPUT_DIR_KEY)
+    if dest:
+        records = exports.export_outputs(job, run_dir, dest)
+        storage.save_job(job, run_dir)
+        for record in records:
+            log.info("%s: %s -> %s (%s)", job.id, record["file"], record["path"], record["method"])
+
+
+def emit(run_dir: Path, print_format: str | None) -> None:
+    """Print a successful run on stdout: its directory, then (``--print``) its transcript,
+    as one block (runs going on side by side never interleave)."""
+    text = f"{run_dir}\n"
+    if print_format:
+        transcript = (run_dir / f"transcript.{print_format}").read_text(encoding="utf-8")
+        text += transcript if transcript.endswith("\n") or not transcript else transcript + "\n"
+    with OUTPUT_LOCK:
+        sys.stdout.write(text)
+        sys.stdout.flush()
 
 
 def _close(progress: Any) -> None:
@@ -401,8 +509,9 @@ def _run_parallel(
                     results[index] = future.result()
                     finished[index] = True
                 while printed < len(inputs) and finished[printed]:
-                    if results[printed] is not None:
-                        print_line(str(results[printed]))
+                    done_dir = results[printed]
+                    if done_dir is not None:
+                        emit(done_dir, run_options.get("print"))
                     printed += 1
         except BaseException:
             cancel.set()  # the workers' transcriptions stop at their next check
