@@ -648,7 +648,9 @@ def prepare_resume(
                 _keep_as_attempt(job, record, run_dir)
                 redone.append(record.name)
     todo = steps_to_run(job, run_dir)
-    unverified = _stream_source_note(job, run_dir)
+    unverified = _stream_source_note(
+        job, run_dir, decodes=any(specs[r.name].needs_input for r in todo)
+    )
     problem = _input_problem(job)
     if problem is not None:
         needing = [r.name for r in todo if specs[r.name].needs_input]
@@ -690,21 +692,23 @@ def prepare_resume(
     return todo
 
 
-def _stream_source_note(job: JobEnvelope, run_dir: Path) -> str | None:
+def _stream_source_note(job: JobEnvelope, run_dir: Path, *, decodes: bool) -> str | None:
     """For a run whose input was a stream (stdin, URL, pipe): point ``job.input.path`` at
-    its copy in this run dir (the run dir may have moved), say on stderr that the source
-    cannot be re-verified, and return the source (recorded in the resume event)."""
+    its copy in this run dir (the run dir may have moved), say on stderr (one line) that
+    the source cannot be re-verified, and return the source (recorded in the resume
+    event). ``decodes``: a step that reads the input will run (from the copy)."""
     if not job.input.is_stream:
         return None
     if job.input.copy:
         job.input.path = str((run_dir / job.input.copy).absolute())
     source = job.input.source or "-"
+    what = "standard input" if source == "-" else source
+    if decodes:
+        how = f"decoding again from its copy {job.input.copy} (checked against its sha256)"
+    else:
+        how = "resuming from audio.wav and the outputs already made"
     log.warning(
-        "%s: the input was read once from %s and cannot be re-verified; resuming from "
-        "audio.wav (or the copy %s, checked against the sha256 read)",
-        job.id,
-        "standard input" if source == "-" else source,
-        job.input.copy or "(none)",
+        "%s: the input was read once from %s and cannot be re-verified; %s", job.id, what, how
     )
     return source
 

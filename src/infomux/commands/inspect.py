@@ -63,6 +63,8 @@ def summary(job: Any, run_dir: Path) -> str:
         f"input:     {job.input.path} ({human_size(job.input.size_bytes)}, "
         f"sha256 {job.input.sha256[:12]}…)",
     ]
+    if job.input.is_stream:  # stdin, a URL or a pipe, spooled into the run dir
+        lines.append(f"source:    {job.input.source} ({job.input.kind}, read once)")
     if job.audio:
         a = job.audio
         duration = a.get("decoded_duration") or a.get("duration")
