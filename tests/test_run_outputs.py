@@ -249,3 +249,46 @@ def _parse(argv: list[str]) -> Any:
     from infomux.cli import build_parser
 
     return build_parser().parse_args(argv)
+
+
+def test_a_runs_own_earlier_exports_are_replaced(tmp_path: Path) -> None:
+    """A resumed run (resume --from-step) exports again under the same names."""
+    job, run_dir = fake_transcribed_run(tmp_path)
+    out_dir = tmp_path / "out"
+    exports.export_outputs(job, run_dir, out_dir)
+    (run_dir / "transcript.txt").unlink()  # the step made it anew
+    (run_dir / "transcript.txt").write_text("redone\n", encoding="utf-8")
+    again = exports.export_outputs(job, run_dir, out_dir)
+    assert [Path(r["path"]).name for r in again] == ["speech_a.txt", "speech_a.srt"]
+    assert (out_dir / "speech_a.txt").read_text() == "redone\n"
+    assert len(job.exports) == 4  # both exports recorded
+
+
+def test_print_order_with_parallel_inputs_is_input_order(
+    hermetic_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """Several inputs run side by side: each run dir line is followed by its transcript,
+    in input order, whichever finishes first."""
+    import time
+
+    from infomux.commands import run as run_cmd
+
+    dirs = {}
+    for name, delay in (("a", 0.6), ("b", 0.0)):
+        run_dir = tmp_path / f"run-{name}"
+        run_dir.mkdir()
+        (run_dir / "transcript.txt").write_text(f"text of {name}", encoding="utf-8")
+        dirs[name] = (run_dir, delay)
+
+    def fake_run_one(raw: str, *args: Any, **kwargs: Any) -> Path:
+        run_dir, delay = dirs[raw]
+        time.sleep(delay)  # b finishes first
+        assert kwargs.get("print_dir") is False
+        return run_dir
+
+    monkeypatch.setattr(run_cmd, "_run_one", fake_run_one)
+    code = main(["run", "-q", "--streams", "2", "--threads", "2", "--print", "txt", "a", "b"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    a, b = dirs["a"][0], dirs["b"][0]
+    assert out == f"{a}\ntext of a\n{b}\ntext of b\n"

@@ -211,3 +211,19 @@ def test_fifo_with_a_writer_is_spooled(hermetic_env: Path, tmp_path: Path) -> No
     data = load(Path(proc.stdout.decode().strip()))
     assert data["input"]["kind"] == "pipe" and data["input"]["source"] == str(fifo)
     assert data["input"]["sha256"] == sha256(media) and data["input"]["copy"] == "input.wav"
+
+
+def test_old_job_json_still_loads_and_round_trips(hermetic_env: Path) -> None:
+    """job.json is a contract: the new input keys and exports are additive."""
+    from infomux import pipeline, storage
+    from infomux.job import InputFile, JobEnvelope
+
+    old_input = {"path": "/media/talk.mp4", "sha256": "0" * 64, "size_bytes": 3}
+    parsed = InputFile.from_dict(old_input)
+    assert parsed.kind is None and not parsed.is_stream
+    assert parsed.to_dict() == old_input  # no new keys written for a local file
+    job, run_dir = pipeline.create_run(media_file("speech_a.wav"), pipeline="audio")
+    data = load(run_dir)
+    assert "exports" not in data and set(data["input"]) == set(old_input)
+    assert JobEnvelope.from_dict(data).to_dict() == data
+    assert storage.load_job(run_dir).input.to_dict() == data["input"]

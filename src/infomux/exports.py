@@ -10,7 +10,8 @@ a URL the last part of its path, for standard input ``stdin``).
 A file is hard-linked when DIR is on the run directory's file system (no copy, no
 space), else copied (to a temporary name in DIR, then renamed: never half a file).
 Nothing in DIR is overwritten: when one of a run's names is taken, all of that run's
-files are named ``<stem>.<run-id>.<...>``. Each export is recorded in ``job.json``
+files are named ``<stem>.<run-id>.<...>``; only the run's own earlier exports are
+replaced (a resumed run, ``resume --from-step``). Each export is recorded in ``job.json``
 (``exports``: the run-dir file, the path written, ``hardlink`` or ``copy``).
 """
 
@@ -70,9 +71,9 @@ def _target_name(stem: str, name: str) -> str:
     return f"{stem}.{name}"
 
 
-def _place(source: Path, target: Path) -> str:
+def _place(source: Path, target: Path, *, replace: bool = False) -> str:
     """Hard-link (same file system) or copy ``source`` to a temp name, then rename it to
-    ``target``; 'hardlink' or 'copy'."""
+    ``target`` (never over an existing file unless ``replace``); 'hardlink' or 'copy'."""
     temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     with contextlib.suppress(FileNotFoundError):
         temp.unlink()
@@ -86,6 +87,9 @@ def _place(source: Path, target: Path) -> str:
         with open(temp, "rb+") as fh:
             os.fsync(fh.fileno())
         method = "copy"
+    if replace:
+        os.replace(temp, target)
+        return method
     try:
         try:
             # link() does not replace: an existing target (a race) keeps its content
@@ -116,13 +120,14 @@ def export_outputs(job: JobEnvelope, run_dir: Path, dest: str | os.PathLike[str]
         raise ExportError(f"cannot create output dir {directory}: {exc.strerror or exc}") from None
     names = chosen_outputs(job, run_dir)
     stem = input_stem(job)
+    ours = {e.get("path") for e in job.exports}  # this run's earlier exports (a resume)
     targets = {n: directory / _target_name(stem, n) for n in names}
-    if any(t.exists() for t in targets.values()):
+    if any(t.exists() and str(t) not in ours for t in targets.values()):
         targets = {n: directory / _target_name(f"{stem}.{job.id}", n) for n in names}
     records: list[dict[str, Any]] = []
     for name, target in targets.items():
         try:
-            method = _place(run_dir / name, target)
+            method = _place(run_dir / name, target, replace=str(target) in ours)
         except FileExistsError:
             raise ExportError(f"output dir {directory}: {target.name} exists already") from None
         except OSError as exc:

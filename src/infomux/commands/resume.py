@@ -119,6 +119,9 @@ def run(args: argparse.Namespace) -> int:
             )
             try:
                 pipeline.execute(job, run_dir, resources=resources, on_progress=progress)
+                from infomux.commands.run import finish_run
+
+                finish_run(job, run_dir)  # the recorded --output-dir
             except KeyboardInterrupt:
                 progress.close()
                 log.warning("interrupted; to finish it: infomux resume %s", job.id)
