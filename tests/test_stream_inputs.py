@@ -222,7 +222,7 @@ def test_old_job_json_still_loads_and_round_trips(hermetic_env: Path) -> None:
     parsed = InputFile.from_dict(old_input)
     assert parsed.kind is None and not parsed.is_stream
     assert parsed.to_dict() == old_input  # no new keys written for a local file
-    job, run_dir = pipeline.create_run(media_file("speech_a.wav"), pipeline="audio")
+    _job, run_dir = pipeline.create_run(media_file("speech_a.wav"), pipeline="audio")
     data = load(run_dir)
     assert "exports" not in data and set(data["input"]) == set(old_input)
     assert JobEnvelope.from_dict(data).to_dict() == data
