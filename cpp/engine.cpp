@@ -154,7 +154,7 @@ whisper_full_params make_full_params(const DecodeParams& p, const std::string& l
         fp.no_history = true;
     }
 #endif
-    fp.offset_ms = 0;
+    fp.offset_ms = p.offset_ms;
     fp.duration_ms = 0;
     fp.translate = p.translate;
     fp.no_context = true;
@@ -393,6 +393,9 @@ TranscribeResult Model::transcribe(const float* samples, size_t n_samples,
     }
     const int n = static_cast<int>(n_samples);
     const int n_threads = std::max(1, params.n_threads);
+    if (params.offset_ms < 0) {
+        throw std::invalid_argument("offset_ms must be 0 or more");
+    }
     if (params.vad && params.vad_model_path.empty()) {
         throw std::invalid_argument("vad needs the path of a Silero VAD model");
     }

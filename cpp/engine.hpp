@@ -46,6 +46,9 @@ struct DecodeParams {
     // whisper.cpp had decoded); when set, initial_prompt is not used.
     std::vector<int32_t> prompt_tokens;
     bool token_timestamps = false;
+    // Start decoding this far into the samples (the log-mel still covers all of them,
+    // and timestamps count from the first sample), as whisper-cli's --offset-t.
+    int offset_ms = 0;
     int max_len = 0;  // characters per segment, 0 = no limit
     bool split_on_word = false;
     bool no_context = false;

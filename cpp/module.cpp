@@ -484,6 +484,7 @@ PYBIND11_MODULE(_whisper, m) {
         .def_readwrite("initial_prompt", &infomux::DecodeParams::initial_prompt)
         .def_readwrite("prompt_tokens", &infomux::DecodeParams::prompt_tokens)
         .def_readwrite("token_timestamps", &infomux::DecodeParams::token_timestamps)
+        .def_readwrite("offset_ms", &infomux::DecodeParams::offset_ms)
         .def_readwrite("max_len", &infomux::DecodeParams::max_len)
         .def_readwrite("split_on_word", &infomux::DecodeParams::split_on_word)
         .def_readwrite("no_context", &infomux::DecodeParams::no_context)

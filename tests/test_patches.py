@@ -245,3 +245,47 @@ def test_long_prompts_do_not_grow_the_state(tiny: Model, media_dir: Path) -> Non
     growth_mb = float(out.stdout.strip().splitlines()[-1])
     # 150 s more of log-mel is 4.6 MB; 20 MB leaves room for the allocator
     assert growth_mb < 20.0, f"RSS grew by {growth_mb:.1f} MB over 150 s of speech"
+
+
+@pytest.mark.model
+def test_word_timings_do_not_depend_on_where_the_speech_sits(
+    tiny: Model, media_dir: Path
+) -> None:
+    """Patch 0006: word timings are refined against the samples of their own segment.
+
+    The same speech decoded from 30 s into an input (after 30 s of digital silence, with
+    offset_ms, so the decoder sees the same windows) must get the same word timings,
+    shifted by 30 s. Without the patch, every segment that does not start at 0 was
+    refined against the energy of the input's first seconds: here, the silence.
+    """
+    if "0006-word-timing-energy.patch" not in engine.build_info()["patches"]:
+        pytest.skip("this build does not carry patch 0006")
+    import numpy as np
+
+    native = engine._native()
+    speech = audio.load_audio(media_dir / "speech_a.wav")
+    shifted = np.concatenate([np.zeros(30 * audio.SAMPLE_RATE, dtype=np.float32), speech])
+
+    def segments(samples: Any, offset_ms: int) -> list[Any]:
+        params = native.DecodeParams()
+        params.n_threads = 2
+        params.language = "en"
+        params.token_timestamps = True
+        params.offset_ms = offset_ms
+        return list(tiny._native_model.transcribe(samples, params, None, None, None)["segments"])
+
+    alone, later = segments(speech, 0), segments(shifted, 30_000)
+    assert len(alone) > 1, "the test needs segments that do not start at 0"
+    assert [s[2] for s in alone] == [s[2] for s in later]
+    for a, b in zip(alone, later, strict=True):
+        assert [(t[3] + 3000, t[4] + 3000) for t in a[4]] == [(t[3], t[4]) for t in b[4]]
+
+
+@pytest.mark.model
+def test_negative_offset_is_refused(tiny: Model) -> None:
+    import numpy as np
+
+    params = engine._native().DecodeParams()
+    params.offset_ms = -1
+    with pytest.raises(ValueError, match="offset_ms"):
+        tiny._native_model.transcribe(np.zeros(16000, np.float32), params, None, None, None)

@@ -51,6 +51,7 @@ class DecodeParams:
     initial_prompt: str
     prompt_tokens: list[int]
     token_timestamps: bool
+    offset_ms: int
     max_len: int
     split_on_word: bool
     no_context: bool
