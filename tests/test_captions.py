@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import jsonschema
 import pysubs2
 import pytest
 import webvtt
@@ -51,6 +52,11 @@ def caption_env(
     runs = [Path(line) for line in proc.stdout.splitlines()]
     assert len(runs) == 2
     yield {"env": env, "data": data, "mp4": runs[0], "mkv": runs[1], "inputs": inputs}
+
+
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[1] / "src/infomux/schema/job.schema.json").read_text()
+)
 
 
 def infomux(env: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
@@ -136,6 +142,7 @@ def test_dropped_audio_is_recorded_and_resume_decodes_again(caption_env: dict[st
     assert not (run_dir / "audio.wav").exists() and "audio.wav" not in job["artifacts"]
     assert job["steps"][0]["metadata"]["dropped"] == ["audio.wav"]
     assert job["history"][-1]["event"] == "dropped"
+    jsonschema.validate(job, SCHEMA)  # the dropped event is part of the contract
     # complete: nothing to do, nothing decoded
     assert infomux(env, "resume", "-q", run_dir.name).returncode == 0
     assert json.loads((run_dir / "job.json").read_text())["steps"][0]["attempts"] == []
@@ -147,6 +154,7 @@ def test_dropped_audio_is_recorded_and_resume_decodes_again(caption_env: dict[st
     assert after["status"] == "completed"
     assert [len(s["attempts"]) for s in after["steps"]][:2] == [1, 1]
     assert (run_dir / "transcript.txt").is_file() and not (run_dir / "audio.wav").exists()
+    jsonschema.validate(after, SCHEMA)
 
 
 def test_audio_only_input_fails_the_caption_step(caption_env: dict[str, Any]) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,15 @@ def drop_after_success(job: JobEnvelope, run_dir: Path) -> list[str]:
         dropped.append(AUDIO_FILE)
     if dropped:
         job.artifacts = [a for a in job.artifacts if a not in dropped]
-        job.history.append({"event": "dropped", "at": utc_now(), "files": dropped})
+        job.history.append(
+            {
+                "event": "dropped",
+                "at": utc_now(),
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "files": dropped,
+            }
+        )
         log.info("dropped %s (--no-keep-audio)", ", ".join(dropped))
     return dropped
 
