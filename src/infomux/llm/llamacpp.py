@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -61,6 +62,9 @@ class LlamaCppProvider:
                 "pip install 'infomux[llm]' (cyllama) or llama-cpp-python"
             )
         self.threads = settings.threads
+        # llama.cpp's own default is 4 threads whatever the machine: on 2 cores its
+        # threads would wait for each other at every graph node
+        self.n_threads = settings.threads or max(1, min(4, os.cpu_count() or 1))
         self._llm: Any = None
         self._n_ctx = 0
         self._lock = threading.Lock()
@@ -93,16 +97,21 @@ class LlamaCppProvider:
             if self.binding == "llama_cpp":
                 from llama_cpp import Llama
 
-                kwargs: dict[str, Any] = {"n_ctx": context, "verbose": False}
-                if self.threads:
-                    kwargs["n_threads"] = self.threads
-                self._llm = Llama(model_path=str(self.path), **kwargs)
+                self._llm = Llama(
+                    model_path=str(self.path),
+                    n_ctx=context,
+                    n_threads=self.n_threads,
+                    n_threads_batch=self.n_threads,
+                    verbose=False,
+                )
             else:
                 from cyllama import api
 
-                self._llm = api.LLM(
+                llm = api.LLM(
                     str(self.path), config=api.GenerationConfig(n_ctx=context), verbose=False
                 )
+                _set_cyllama_threads(llm, self.n_threads)
+                self._llm = llm
         except Exception as exc:  # the bindings raise ValueError/RuntimeError on bad files
             raise LLMError(f"{self.endpoint}: cannot load the model: {exc}") from None
         self._n_ctx = context
@@ -184,6 +193,22 @@ class LlamaCppProvider:
                     close()
                 except Exception as exc:  # freeing must not hide the run's outcome
                     log.debug("closing %s failed: %s", self.path, exc)
+
+
+def _set_cyllama_threads(llm: Any, n_threads: int) -> None:
+    """Make cyllama's contexts (made per call size) use ``n_threads`` threads."""
+    ensure = getattr(llm, "_ensure_context", None)
+    if not callable(ensure):
+        return
+
+    def ensure_with_threads(*args: Any, **kwargs: Any) -> Any:
+        ctx = ensure(*args, **kwargs)
+        setter = getattr(ctx, "set_n_threads", None)
+        if callable(setter):
+            setter(n_threads, n_threads)
+        return ctx
+
+    llm._ensure_context = ensure_with_threads
 
 
 def packaged_smollm2() -> Path | None:

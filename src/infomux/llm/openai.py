@@ -63,7 +63,9 @@ class OpenAIProvider:
         content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(content, str):
             raise LLMError(f"{self.endpoint}: malformed reply (no choices[0].message.content)")
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        usage = data.get("usage")
+        if not isinstance(usage, dict):
+            usage = {}
         return Reply(
             text=content,
             prompt_tokens=_int(usage.get("prompt_tokens")),
