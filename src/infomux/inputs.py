@@ -27,12 +27,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import http.client
 import os
 import stat
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -143,6 +140,11 @@ def _open_stdin() -> Stream:
 
 
 def _open_url(url: str) -> Stream:
+    # imported here: urllib/http.client/ssl cost every local-file run ~20 ms
+    import http.client
+    import urllib.error
+    import urllib.request
+
     from infomux._version import __version__
 
     request = urllib.request.Request(
@@ -182,6 +184,8 @@ def spool(stream: Stream, run_dir: Path) -> InputFile:
     Raises:
         InputReadError: the stream failed or ended early, or was empty.
     """
+    import http.client
+
     part = run_dir / PART_NAME
     try:
         digest = hashlib.sha256()

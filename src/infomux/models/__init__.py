@@ -38,8 +38,9 @@ Other official whisper.cpp models can be downloaded with :func:`pull_model`
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from infomux.ggml import ProgressFn
-from infomux.models.download import pull_model
 from infomux.models.listing import ModelInfo, list_models
 from infomux.models.names import (
     BASE_MODEL,
@@ -62,6 +63,19 @@ from infomux.models.names import (
     model_url,
 )
 from infomux.models.resolve import ModelRef, import_model, model_path, resolve_model
+
+if TYPE_CHECKING:
+    from infomux.models.download import pull_model
+
+
+def __getattr__(name: str) -> Any:
+    """``pull_model`` on first use: its urllib/http.client/ssl would cost every run ~20 ms."""
+    if name == "pull_model":
+        from infomux.models.download import pull_model
+
+        globals()[name] = pull_model
+        return pull_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "BASE_MODEL",
