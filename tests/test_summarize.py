@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import re
 import socket
 import subprocess
 import sys
@@ -20,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from infomux import llm, pipeline, summary
+from infomux import llm, pipeline, store, summary
 from infomux.errors import StepError
-from infomux.job import JobStatus, StepStatus
+from infomux.job import JobStatus, StepStatus, utc_now
 from infomux.llm.chunking import estimate_tokens, split_text
 from infomux.llm.http import check_url, is_loopback
 from infomux.steps.summarize import ENV_OLLAMA_URL, resolve
@@ -122,6 +123,8 @@ def make_run(
     for record in job.steps:
         if record.name in ("extract_audio", "transcribe"):
             record.status = StepStatus.COMPLETED
+            record.started_at = record.completed_at = utc_now()
+            record.duration_seconds = 0.0
     (run_dir / "transcript.txt").write_text(text, encoding="utf-8")
     save_job(job, run_dir)
     return job, run_dir
@@ -396,6 +399,15 @@ def test_ollama_summary_is_recorded_and_deterministic(
         assert "Ben will write the release notes" in request["body"]["messages"][-1]["content"]
     assert "summary.md" in job.artifacts and "summary.json" in job.artifacts
     assert record_of(job, "store").status == StepStatus.COMPLETED
+    # the store indexed summary.md: a word of it is found as a summary hit
+    word = max(re.findall(r"[A-Za-z]{6,}", md.split("\n", 1)[1]), key=len)
+    with store.Store.open() as db:
+        hits = db.search(word)
+    assert any(h.kind == "summary" and h.run_id == job.id for h in hits), word
+    import jsonschema
+
+    schema = json.loads((Path(pipeline.__file__).parent / "schema" / "job.schema.json").read_text())
+    jsonschema.validate(json.loads((run_dir / "job.json").read_text()), schema)
 
 
 @pytest.mark.llm

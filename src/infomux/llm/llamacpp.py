@@ -119,19 +119,6 @@ class LlamaCppProvider:
         log.debug("loaded %s with %s in %.2f s", self.path, self.binding, self.load_seconds)
         return self._llm
 
-    def trained_context(self) -> int | None:
-        """The context the model was trained with (from the loaded model), or None."""
-        llm = self._llm
-        if llm is None:
-            return None
-        if self.binding == "llama_cpp":
-            value = getattr(llm, "n_ctx_train", None)
-            value = value() if callable(value) else value
-        else:
-            value = getattr(llm.model, "n_ctx_train", None)
-            value = value() if callable(value) else value
-        return value if isinstance(value, int) and value > 0 else None
-
     # ------------------------------------------------------------------ the interface
 
     def count_tokens(self, text: str) -> int | None:
