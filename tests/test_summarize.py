@@ -197,6 +197,12 @@ Action items:
     assert md.startswith("# Summary of x\n\n## Overview\n")
     assert "## Open questions" not in md and md.endswith("- Ben writes the release notes\n")
     assert summary.parse_reply("just prose, no headings").overview == "just prose, no headings"
+    # SmolLM2's habits: numbered headings that are not sections, a list before any heading
+    habits = summary.parse_reply("# Summary\n# 1. The release date\n# 2. The login bug\n# 3.")
+    assert habits.key_points == ["The release date", "The login bug"] and not habits.overview
+    assert summary.parse_reply("## Decision\n- X\n## Action Item\n- Y").action_items == ["Y"]
+    assert summary.parse_reply("Transcript:\n## Open question\n- Z?").open_questions == ["Z?"]
+    assert summary.parse_reply("## Summary\n").is_empty()
 
 
 def test_split_text_keeps_budget_and_overlaps() -> None:
@@ -508,6 +514,9 @@ def test_long_transcript_takes_the_map_reduce_path(
         assert prompt + body["options"]["num_predict"] <= 4096
     assert f"part 1 of {pieces}" in bodies[0]["messages"][-1]["content"]
     assert "Combine them" in bodies[-1]["messages"][-1]["content"]
+    sections = json.loads((run_dir / "summary.json").read_text())
+    assert any(sections[key] for key, _ in summary.SECTIONS), sections
+    assert (run_dir / "summary.md").read_text().count("\n## ") >= 1
     print(f"20 kB transcript: {pieces} pieces, {len(kinds)} calls, {meta['seconds']} s")
 
 

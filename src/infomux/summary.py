@@ -172,10 +172,11 @@ _ALIASES = {
 _HEADING = re.compile(
     r"^\s*(?:#{1,6}\s*|\*\*|__)?\s*([A-Za-z][A-Za-z ]{2,30}?)\s*(?:\*\*|__)?\s*:?\s*(?:\*\*)?\s*$"
 )
+_TITLE = re.compile(r"^\s*(?:summary|transcript|meeting summary|part \d+)\b.*$", re.IGNORECASE)
 _ITEM = re.compile(r"^\s*(?:[-*•+]|\d{1,3}[.)])\s+(.*\S)\s*$")
 _NOTHING = re.compile(
     r"^(?:none|n/?a|nothing|no\b.*\b(?:mentioned|made|given|stated|raised|identified)|"
-    r"not (?:mentioned|applicable|stated)|-+)\W*$",
+    r"not (?:mentioned|applicable|stated)|-+|\d+[.)]?)\W*$",
     re.IGNORECASE,
 )
 
@@ -210,15 +211,19 @@ def parse_reply(text: str) -> Summary:
             if key is not None:
                 current = key
                 continue
-            if line.startswith("#") or line.endswith(":"):
-                continue  # another heading or a label ("Transcript:"): not content
+            if line.endswith(":") or _TITLE.match(heading.group(1)):
+                continue  # a label ("Transcript:") or a title ("# Summary"): not content
         if line.startswith("#"):
-            continue  # a title: not content
+            line = line.lstrip("#").strip()  # a heading that is not a section: content
+            if _TITLE.match(line):
+                continue
         item = _ITEM.match(line)
         content = _clean(item.group(1) if item else line)
         if not content or _NOTHING.match(content):
             continue
-        if current == "overview":
+        if current == "overview" and item and not loose:
+            summary.key_points.append(content)  # a list before any heading: key points
+        elif current == "overview":
             loose.append(content)
         else:
             getattr(summary, current).append(content)
