@@ -283,6 +283,29 @@ def test_pipelines_summarize_and_report() -> None:
     assert out.stdout.strip() == "False"
 
 
+def test_pipeline_file_options_and_flags(tmp_path: Path) -> None:
+    path = tmp_path / "pipes.yaml"
+    path.write_text(
+        "pipelines:\n  notes:\n    steps:\n      - step: extract_audio\n"
+        "      - step: transcribe\n      - step: summarize\n"
+        "        options: {summarize_provider: openai, summarize_model: qwen2.5, "
+        "summarize_temperature: 0.2}\n"
+    )
+    graph = pipeline.resolve_run_graph(
+        "notes", {"summarize_model": "flag-model"}, explicit=set(), pipeline_file=path
+    )
+    options = graph.nodes[-1].options
+    assert options["summarize_provider"] == "openai" and options["summarize_model"] == "qwen2.5"
+    assert options["summarize_temperature"] == 0.2 and options["summarize_seed"] is None
+    graph = pipeline.resolve_run_graph(
+        "notes", {"summarize_model": "flag-model"}, explicit={"summarize_model"}, pipeline_file=path
+    )
+    assert graph.nodes[-1].options["summarize_model"] == "flag-model"  # a flag wins
+    path.write_text(path.read_text().replace("openai", "gemini"))
+    with pytest.raises(pipeline.PipelineError, match="'gemini' is not one of"):
+        pipeline.resolve_run_graph("notes", {}, pipeline_file=path)
+
+
 def test_server_down_fails_with_one_line(tmp_path: Path) -> None:
     port = free_port()
     job, run_dir = make_run(tmp_path, summarize_url=f"http://127.0.0.1:{port}")
