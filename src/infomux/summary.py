@@ -322,8 +322,17 @@ def summarize(
                 "prompt_tokens": reply.prompt_tokens,
                 "completion_tokens": reply.completion_tokens,
                 "seconds": round(seconds, 3),
+                # the reply stopped at max_tokens: it may end mid-sentence
+                "truncated": reply.completion_tokens is not None
+                and reply.completion_tokens >= options.max_tokens,
             }
         )
+        if calls[-1]["truncated"]:
+            log.warning(
+                "%s: the reply reached max_tokens (%d) and may be cut short",
+                label,
+                options.max_tokens,
+            )
         return reply.text
 
     if len(pieces) <= 1:
