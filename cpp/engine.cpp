@@ -155,6 +155,9 @@ whisper_full_params make_full_params(const DecodeParams& p, const std::string& l
     }
 #endif
     fp.offset_ms = p.offset_ms;
+#ifdef INFOMUX_PATCH_SHORT_LAST_WINDOW
+    fp.short_last_window = p.short_last_window;
+#endif
     fp.duration_ms = 0;
     fp.translate = p.translate;
     fp.no_context = true;
@@ -245,6 +248,9 @@ Timings read_timings(whisper_context* ctx, whisper_state* state, bool own_state)
         t.n_batchd = raw.n_batchd;
         t.n_prompt = raw.n_prompt;
         t.n_fallbacks = raw.n_fail_p + raw.n_fail_h;
+#ifdef INFOMUX_PATCH_SHORT_LAST_WINDOW
+        t.n_short_windows = whisper_infomux_n_short_windows(state);
+#endif
         t.available = true;
     }
 #else

@@ -49,6 +49,9 @@ struct DecodeParams {
     // Start decoding this far into the samples (the log-mel still covers all of them,
     // and timestamps count from the first sample), as whisper-cli's --offset-t.
     int offset_ms = 0;
+    // Encode a last window holding less than 30 s of audio with a shorter audio
+    // context (patch 0007; ignored by a build without it).
+    bool short_last_window = false;
     int max_len = 0;  // characters per segment, 0 = no limit
     bool split_on_word = false;
     bool no_context = false;
@@ -90,6 +93,7 @@ struct Timings {
     double mel_ms = 0, sample_ms = 0, encode_ms = 0, decode_ms = 0, batchd_ms = 0, prompt_ms = 0;
     int n_sample = 0, n_encode = 0, n_decode = 0, n_batchd = 0, n_prompt = 0;
     int n_fallbacks = 0;  // windows decoded again at a higher temperature
+    int n_short_windows = 0;  // windows encoded with a short audio context (patch 0007)
     bool available = false;  // false: this build cannot read a state's timings
 };
 

@@ -354,6 +354,7 @@ public:
         out["batchd_calls"] = t.n_batchd;
         out["prompt_calls"] = t.n_prompt;
         out["fallbacks"] = t.n_fallbacks;
+        out["short_window_calls"] = t.n_short_windows;
 #endif
         return out;
     }
@@ -485,6 +486,7 @@ PYBIND11_MODULE(_whisper, m) {
         .def_readwrite("prompt_tokens", &infomux::DecodeParams::prompt_tokens)
         .def_readwrite("token_timestamps", &infomux::DecodeParams::token_timestamps)
         .def_readwrite("offset_ms", &infomux::DecodeParams::offset_ms)
+        .def_readwrite("short_last_window", &infomux::DecodeParams::short_last_window)
         .def_readwrite("max_len", &infomux::DecodeParams::max_len)
         .def_readwrite("split_on_word", &infomux::DecodeParams::split_on_word)
         .def_readwrite("no_context", &infomux::DecodeParams::no_context)

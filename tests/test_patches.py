@@ -289,3 +289,22 @@ def test_negative_offset_is_refused(tiny: Model) -> None:
     params.offset_ms = -1
     with pytest.raises(ValueError, match="offset_ms"):
         tiny._native_model.transcribe(np.zeros(16000, np.float32), params, None, None, None)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("name", ["speech_a.wav", "speech_a_video.mp4", "two_audio_streams.mkv"])
+def test_a_short_last_window_is_encoded_short_with_the_same_text(
+    tiny: Model, media_dir: Path, name: str
+) -> None:
+    """Patch 0007: the last window of speech_a (its last ~2.7 s) is encoded with a 5.12 s
+    audio context instead of 30 s, and every word stays the same; a window with more
+    audio left (two_audio_streams.mkv: one window of 12.7 s) is encoded in full."""
+    if "0007-short-last-window.patch" not in engine.build_info()["patches"]:
+        pytest.skip("this build does not carry patch 0007")
+    samples = audio.load_audio(media_dir / name)
+    full = tiny.transcribe(samples, TranscribeOptions(n_threads=2, short_last_window=False))
+    short = tiny.transcribe(samples, TranscribeOptions(n_threads=2))
+    assert full.timings["short_window_calls"] == 0
+    expected = 0 if name.endswith(".mkv") else 1
+    assert short.timings["short_window_calls"] == expected
+    assert short.text == full.text

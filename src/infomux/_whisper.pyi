@@ -52,6 +52,7 @@ class DecodeParams:
     prompt_tokens: list[int]
     token_timestamps: bool
     offset_ms: int
+    short_last_window: bool
     max_len: int
     split_on_word: bool
     no_context: bool
