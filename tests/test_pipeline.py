@@ -128,8 +128,9 @@ def test_builtin_steps_and_pipelines_are_registered() -> None:
     assert steps["transcribe"].requires == ("extract_audio",)
     assert not steps["transcribe"].needs_input
     pipes = pipeline.builtin_pipelines()  # the packaged pipelines.yaml
-    assert pipes["transcribe"].steps == ("extract_audio", "transcribe")
-    assert pipes["audio"].steps == ("extract_audio",)
+    assert pipes["transcribe"].steps == ("extract_audio", "transcribe", "store")
+    assert pipes["audio"].steps == ("extract_audio", "store")
+    assert all(p.steps[-1] == "store" for p in pipes.values())  # every run is searchable
     assert set(pipes) <= set(pipeline.registered_pipelines())
     assert pipeline.DEFAULT_PIPELINE == "transcribe"
     assert pipeline.get_pipeline("transcribe").name == "transcribe"

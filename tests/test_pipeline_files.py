@@ -38,9 +38,10 @@ def write(path: Path, text: str) -> Path:
 def test_builtin_pipelines_come_from_the_packaged_yaml() -> None:
     assert graph.BUILTIN_FILE.is_file()
     builtin = pipeline.builtin_pipelines()
-    assert builtin["transcribe"].steps == ("extract_audio", "transcribe")
+    assert builtin["transcribe"].steps == ("extract_audio", "transcribe", "store")
     assert builtin["transcribe"].node("transcribe").needs == ("extract_audio",)
-    assert builtin["audio"].steps == ("extract_audio",)
+    assert builtin["audio"].steps == ("extract_audio", "store")
+    assert set(builtin) >= {"transcribe+frames", "caption", "caption-burn", "summarize", "report"}
     for p in builtin.values():
         graph.check_pipeline(p)
         assert p.description

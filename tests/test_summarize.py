@@ -525,7 +525,8 @@ def test_long_transcript_takes_the_map_reduce_path(
     kinds = [c["kind"] for c in meta["calls"]]
     assert kinds[: meta["pieces"]] == ["map"] * meta["pieces"] and kinds[-1] == "reduce"
     pieces = meta["pieces"]
-    progress = [r.getMessage() for r in caplog.records if "piece " in r.getMessage()]
+    messages = [r.getMessage() for r in caplog.records]
+    progress = [m for m in messages if m.startswith("summarize: piece ")]
     assert progress[0].startswith(f"summarize: piece 1/{pieces} (")
     assert len(progress) == pieces
     bodies = [r["body"] for r in chat_server.requests]

@@ -785,24 +785,3 @@ def close_resources(resources: dict[str, Any]) -> None:
             except Exception as exc:  # closing must not hide the run's outcome
                 log.debug("closing %s failed: %s", key, exc)
     resources.clear()
-
-
-# --------------------------------------------------------------------------- issue 14
-# Every built-in pipeline ends with the ``store`` step (the search database), and the
-# caption pipelines. Registered from Python until they move into pipelines.yaml.
-register_pipeline(
-    "transcribe",
-    ("extract_audio", "transcribe", "store"),
-    "media → audio.wav → transcript (txt/srt/vtt/json) → search store",
-)
-register_pipeline("audio", ("extract_audio", "store"), "media → audio.wav (16 kHz mono PCM)")
-register_pipeline(
-    "caption",
-    ("extract_audio", "transcribe", "caption", "store"),
-    "video → transcript → captioned.<ext> (soft subtitle track, streams copied)",
-)
-register_pipeline(
-    "caption-burn",
-    ("extract_audio", "transcribe", "caption_burn", "store"),
-    "video → transcript → captioned.<ext> (subtitles drawn into the picture; needs libass)",
-)
