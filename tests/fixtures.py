@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,3 +90,15 @@ def loaded_model(_default_model: tuple[Any, str | None]) -> Iterator[Any]:
     model = Model(ref.path)
     yield model
     model.close()
+
+
+def cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+    """Run ``python -m infomux ARGS`` from the repository root (output captured, no check)."""
+    return subprocess.run(
+        [sys.executable, "-m", "infomux", *args],
+        capture_output=True,
+        timeout=300,
+        cwd=REPO,
+        check=False,
+        **kwargs,
+    )

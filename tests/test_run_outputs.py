@@ -7,8 +7,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +16,12 @@ import pytest
 from infomux import config, exports, pipeline, storage
 from infomux.cli import main
 from infomux.job import SCHEMA_PATH
+from tests.fixtures import cli
 from tests.require import media_file
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 
-
-def cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "infomux", *args],
-        capture_output=True,
-        timeout=300,
-        cwd=REPO,
-        check=False,
-        **kwargs,
-    )
 
 
 def load(run_dir: Path) -> dict[str, Any]:

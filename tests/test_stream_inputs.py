@@ -14,7 +14,6 @@ import http.server
 import json
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ import pytest
 
 from infomux.cli import main
 from infomux.job import SCHEMA_PATH
+from tests.fixtures import cli
 from tests.require import media_file, media_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,16 +86,6 @@ def runs(data_dir: Path) -> list[Path]:
     root = data_dir / "runs"
     return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
-
-def cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "infomux", *args],
-        capture_output=True,
-        timeout=300,
-        cwd=REPO,
-        check=False,
-        **kwargs,
-    )
 
 
 def test_url_is_read_hashed_spooled_and_decoded(

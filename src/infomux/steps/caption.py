@@ -80,11 +80,8 @@ class Caption:
         source = _source(ctx, "caption")
         cues, language, stats = caption_cues(ctx, "caption")
         started = time.perf_counter()
+        name = _output_name(source, "caption")
         try:
-            with av.open(str(source)) as probe:
-                mux.check_has_video(probe, source)
-                ext = mux.output_extension(source, probe.format.name)
-            name = f"{OUTPUT_STEM}.{ext}"
             codec = ctx.options.get("caption_codec")
             report = _atomic(
                 ctx.run_dir / name,
@@ -127,11 +124,8 @@ class CaptionBurn:
         srt = ctx.run_dir / BURN_SUBTITLES
         storage.atomic_write_text(srt, writers.cues_to_srt(cues))
         started = time.perf_counter()
+        name = _output_name(source, "caption_burn")
         try:
-            with av.open(str(source)) as probe:
-                mux.check_has_video(probe, source)
-                ext = mux.output_extension(source, probe.format.name)
-            name = f"{OUTPUT_STEM}.{ext}"
             report = _atomic(ctx.run_dir / name, lambda tmp: mux.burn_captions(source, tmp, srt))
         except mux.MuxError as exc:
             raise StepError("caption_burn", str(exc)) from exc
@@ -145,6 +139,22 @@ class CaptionBurn:
                 "seconds": round(time.perf_counter() - started, 6),
             },
         )
+
+
+def _output_name(source: Path, step: str) -> str:
+    """``captioned.<ext>`` for ``source``: a StepError when it has no video or cannot be read."""
+    import av
+
+    from infomux import mux
+
+    try:
+        with av.open(str(source)) as probe:
+            mux.check_has_video(probe, source)
+            return f"{OUTPUT_STEM}.{mux.output_extension(source, probe.format.name)}"
+    except mux.MuxError as exc:
+        raise StepError(step, str(exc)) from exc
+    except av.FFmpegError as exc:
+        raise StepError(step, f"cannot read {source.name}: {exc}") from exc
 
 
 def _atomic(path: Path, write: Any) -> Any:
