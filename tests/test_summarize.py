@@ -435,7 +435,9 @@ def test_ollama_summary_is_recorded_and_deterministic(
     assert any(h.kind == "summary" and h.run_id == job.id for h in hits), word
     import jsonschema
 
-    schema = json.loads((Path(pipeline.__file__).parent / "schema" / "job.schema.json").read_text())
+    from infomux.job import SCHEMA_PATH
+
+    schema = json.loads(SCHEMA_PATH.read_text())
     jsonschema.validate(json.loads((run_dir / "job.json").read_text()), schema)
 
 
