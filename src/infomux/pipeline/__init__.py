@@ -33,7 +33,13 @@ from infomux.pipeline.registry import (
     resolve_run_graph,
     unregister_pipeline,
 )
-from infomux.pipeline.resume import ATTEMPTS_DIR, prepare_resume, steps_to_run
+from infomux.pipeline.resume import (
+    ATTEMPTS_DIR,
+    driver_only_steps,
+    prepare_resume,
+    steps_to_run,
+    worker_steps_to_run,
+)
 from infomux.pipeline.runner import (
     MAX_PARALLEL_STEPS,
     background_work_pending,
@@ -57,6 +63,7 @@ __all__ = [
     "check_steps",
     "close_resources",
     "create_run",
+    "driver_only_steps",
     "execute",
     "get_pipeline",
     "job_graph",
@@ -67,4 +74,5 @@ __all__ = [
     "step_is_done",
     "steps_to_run",
     "unregister_pipeline",
+    "worker_steps_to_run",
 ]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from infomux import graph, retention, storage
-from infomux.graph import PipelineError
+from infomux.graph import Pipeline, PipelineError
 from infomux.job import JobEnvelope, StepRecord, StepStatus, utc_now
 from infomux.pipeline.registry import job_graph
 from infomux.pipeline.runs import InputChangedError, step_is_done
@@ -26,6 +26,22 @@ def steps_to_run(job: JobEnvelope, run_dir: Path) -> list[StepRecord]:
     todo = {r.name for r in job.steps if not step_is_done(r, run_dir)}
     again = {r.name for r in job.steps if retention.needed_again(job, r, todo)}
     return [r for r in job.steps if r.name in todo or r.name in again]
+
+
+def driver_only_steps(plan: Pipeline) -> set[str]:
+    """The ids of a graph's driver-only steps (``register_step(driver_only=True)``) and
+    of every step after one of them: what a batch's driver runs, not its workers."""
+    held = {n.id for n in plan.nodes if get_step(n.step).driver_only}
+    for step_id in list(held):
+        held |= graph.descendants(plan.nodes, step_id)
+    return held
+
+
+def worker_steps_to_run(job: JobEnvelope, run_dir: Path) -> list[StepRecord]:
+    """The steps a batch worker would run: :func:`steps_to_run` less the driver-only
+    steps and those after them."""
+    held = driver_only_steps(job_graph(job))
+    return [r for r in steps_to_run(job, run_dir) if r.name not in held]
 
 
 def prepare_resume(

@@ -18,7 +18,7 @@ from infomux.errors import InfomuxError, StepError, TranscriptionCancelled
 from infomux.graph import PipelineError
 from infomux.job import JobEnvelope, JobStatus, StepRecord, StepStatus, host_info, utc_now
 from infomux.pipeline.registry import job_graph
-from infomux.pipeline.resume import steps_to_run
+from infomux.pipeline.resume import driver_only_steps, steps_to_run
 from infomux.steps import ProgressCallback, StepContext, get_step
 
 log = logging.getLogger("infomux.pipeline")
@@ -173,6 +173,7 @@ def execute(
     on_progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     max_parallel: int | None = None,
+    defer_driver_only: bool = False,
 ) -> JobEnvelope:
     """Run every step of ``job`` that is not done yet, as a graph, recording each change.
 
@@ -186,6 +187,11 @@ def execute(
     calling thread) the running steps are told to stop (``cancel``), recorded as
     interrupted at once, and the exception goes on (the CLI does not wait for them).
     The caller should hold :class:`storage.RunLock` on ``run_dir``.
+
+    ``defer_driver_only`` (a batch's worker): the driver-only steps and those after them
+    are not run; when every other step is done, the run is recorded ``pending`` (no
+    error), those steps still ``pending``: the batch's driver runs them next with a plain
+    ``execute``, and if the driver is gone, ``infomux resume RUN`` finishes the run.
 
     Raises:
         StepError: a step failed (job and step are recorded as ``failed``).
@@ -229,6 +235,8 @@ def execute(
     for name in sorted(done):
         log.debug("%s: already completed, skipping", name)
     todo = [r.name for r in job.steps if r.name not in done]
+    deferred = driver_only_steps(plan) & set(todo) if defer_driver_only else set()
+    todo = [sid for sid in todo if sid not in deferred]
 
     def is_ready(sid: str) -> bool:
         return all(d in done or d not in records for d in nodes[sid].needs)
@@ -305,7 +313,7 @@ def execute(
                 break
             # short waits keep Ctrl-C (delivered to this thread) responsive
             wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
-        if not failures and len(done) < len(records):  # cancelled between steps
+        if not failures and len(done) + len(deferred) < len(records):  # cancelled between steps
             failures.append((todo[0], TranscriptionCancelled("run cancelled")))
         if failures:
             hard = [f for f in failures if _failure(f[1])[0] == StepStatus.FAILED]
@@ -313,6 +321,10 @@ def execute(
             status, message = _failure(first_error)
             job.status = JobStatus.FAILED if hard else JobStatus.INTERRUPTED
             job.error = f"{sid}: {message}"
+            save()
+        elif deferred:  # a batch worker's part is done; the driver runs the rest
+            job.status = JobStatus.PENDING
+            job.error = None
             save()
         else:
             job.status = JobStatus.COMPLETED

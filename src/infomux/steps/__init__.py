@@ -229,6 +229,9 @@ class StepSpec:
         description: one line for ``infomux steps``.
         options: the options the step takes (pipeline files and run options are
             checked against them; their defaults are recorded in job.json).
+        driver_only: the step runs where a batch is driven, never in a batch's workers
+            (e.g. ``store``: one process writes the SQLite store, never over a network
+            file system); ``infomux run`` runs it like any other step.
     """
 
     name: str
@@ -237,6 +240,7 @@ class StepSpec:
     needs_input: bool = False
     description: str = ""
     options: tuple[OptionSpec, ...] = ()
+    driver_only: bool = False
 
     def option(self, name: str) -> OptionSpec | None:
         """The declared option ``name``, or None."""
@@ -260,11 +264,14 @@ def register_step(
     requires: tuple[str, ...] = (),
     needs_input: bool = False,
     options: Sequence[OptionSpec] = (),
+    driver_only: bool = False,
 ) -> Callable[[type], type]:
     """Class decorator: register a step class under ``name``.
 
     ``options`` declares what the step takes (see :class:`OptionSpec`); a pipeline
-    file's ``options:`` for the step are checked against them.
+    file's ``options:`` for the step are checked against them. ``driver_only``: a batch
+    runs the step (and every step after it) in the driver, after the worker has run the
+    others (see :mod:`infomux.batch`).
 
     Raises:
         ValueError: a different class is already registered under ``name``, or two
@@ -291,6 +298,7 @@ def register_step(
             needs_input=needs_input,
             description=doc[0] if doc else "",
             options=tuple(options),
+            driver_only=driver_only,
         )
         return cls
 

@@ -1,9 +1,11 @@
 """Step ``store``: put the run into the search database (:mod:`infomux.store`).
 
-Every built-in pipeline ends with it. Re-running it replaces the run's rows, so a
-resumed run stays in step with its directory. It writes no file; a locked or damaged
-database fails the step with a message saying what to do, and leaves every file the
-run made where it is (``infomux resume`` or ``infomux reindex`` stores it later).
+Every built-in pipeline ends with it. It is driver-only: in a batch (``infomux batch``) the
+driver runs it after a worker has made the run's files, so the SQLite database is written
+by one process, never by workers over a network file system. Re-running it replaces the
+run's rows, so a resumed run stays in step with its directory. It writes no file; a locked
+or damaged database fails the step with a message saying what to do, and leaves every file
+the run made where it is (``infomux resume`` or ``infomux reindex`` stores it later).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from infomux.steps import StepContext, StepResult, register_step
 log = logging.getLogger("infomux.steps.store")
 
 
-@register_step("store")
+@register_step("store", driver_only=True)
 class Store:
     """Index the run's transcript in the search database (infomux search)."""
 
