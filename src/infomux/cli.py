@@ -28,6 +28,7 @@ from infomux.log import setup_logging
 
 COMMANDS = (
     "run",
+    "batch",
     "inspect",
     "resume",
     "runs",

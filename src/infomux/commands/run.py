@@ -50,6 +50,30 @@ def add_parser(subparsers: Any) -> None:
         metavar="INPUT",
         help="media file(s); '-' reads standard input; http(s):// URLs are downloaded",
     )
+    add_pipeline_options(parser)
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved step graph on stdout and exit (nothing is run)",
+    )
+    add_run_options(parser)
+    parser.add_argument(
+        "--print",
+        dest="print_format",
+        metavar="FMT",
+        choices=PRINT_FORMATS,
+        default=None,
+        help="after each run directory line, print the transcript in FMT "
+        "(txt, srt, vtt, json) on stdout (FMT is added to --formats)",
+    )
+    parser.set_defaults(func=run)
+
+
+PRINT_FORMATS = ("txt", "srt", "vtt", "json")
+
+
+def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
+    """``--pipeline``, ``--pipeline-file`` and ``--steps`` (run and batch)."""
     parser.add_argument(
         "--pipeline",
         metavar="NAME",
@@ -70,11 +94,11 @@ def add_parser(subparsers: Any) -> None:
         default=None,
         help="run only these steps of the pipeline (comma-separated ids) and what they need",
     )
-    parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="print the resolved step graph on stdout and exit (nothing is run)",
-    )
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options a new run records (run and batch): transcription, ``--translate``,
+    subtitles and what a run keeps, summaries, ``--output-dir``; see :func:`run_config`."""
     add_transcribe_options(parser)
     parser.add_argument(
         "--translate",
@@ -95,19 +119,6 @@ def add_parser(subparsers: Any) -> None:
         "<input-stem>.<ext>: hard-linked on the same file system, else copied; "
         "never overwriting (recorded in job.json: exports)",
     )
-    parser.add_argument(
-        "--print",
-        dest="print_format",
-        metavar="FMT",
-        choices=PRINT_FORMATS,
-        default=None,
-        help="after each run directory line, print the transcript in FMT "
-        "(txt, srt, vtt, json) on stdout (FMT is added to --formats)",
-    )
-    parser.set_defaults(func=run)
-
-
-PRINT_FORMATS = ("txt", "srt", "vtt", "json")
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
