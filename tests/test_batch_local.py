@@ -281,7 +281,7 @@ def test_batch_resume_after_sigkill_finishes_only_the_rest(
 ) -> None:
     folder = _folder(tmp_path, GOOD)
     with subprocess.Popen(
-        [sys.executable, "-m", "infomux", "batch", str(folder), "--workers", "1"],
+        [sys.executable, "-m", "infomux", "batch", str(folder), "--workers", "1", "--threads", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         cwd=REPO,
@@ -324,3 +324,78 @@ def test_batch_resume_after_sigkill_finishes_only_the_rest(
         job = _job(item["run_dir"])
         assert job["status"] == "completed" and item["attempts"] == 1
         assert (Path(item["run_dir"]) / "transcript.txt").read_text().strip()
+
+
+def _wait_for_step(hermetic_env: Path, step: str, timeout: float = 120) -> dict[str, Any]:
+    """Poll the runs until one has ``step`` running; return its job.json."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in (hermetic_env / "runs").glob("run-*/job.json"):
+            try:
+                job = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if any(s["name"] == step and s["status"] == "running" for s in job["steps"]):
+                return dict(job)
+        time.sleep(0.05)
+    raise AssertionError(f"no run reached {step}")
+
+
+@pytest.mark.model
+def test_a_killed_worker_fails_its_file_only_and_resume_redoes_it(
+    tmp_path: Path, real_model: Any, hermetic_env: Path
+) -> None:
+    folder = _folder(tmp_path, ("speech_c_8k_mulaw.wav", "speech_ja.m4a"))
+    with subprocess.Popen(
+        [sys.executable, "-m", "infomux", "batch", str(folder), "--workers", "1", "--threads", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    ) as proc:
+        job = _wait_for_step(hermetic_env, "transcribe")
+        os.kill(job["host"]["pid"], signal.SIGKILL)  # the worker, mid-transcription
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err.decode()
+    batch = _batch_json(hermetic_env)
+    killed = next(f for f in batch["files"] if f["run_id"] == job["id"])
+    assert killed["status"] == "failed"
+    assert "worker process was killed by SIGKILL" in killed["error"]
+    assert f"Error: {killed['path']}: the worker process was killed by SIGKILL" in err.decode()
+    other = next(f for f in batch["files"] if f["run_id"] != job["id"])
+    assert other["status"] == "completed" and out.decode().splitlines() == [other["run_dir"]]
+    assert batch["engine"]["worker_restarts"] == 1  # a new worker took the other file
+    assert _job(killed["run_dir"])["status"] == "running"  # as the dead worker left it
+
+    resumed = cli("batch", "--resume", "latest")
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert resumed.stdout.decode().splitlines() == [killed["run_dir"]]
+    done = _job(killed["run_dir"])
+    assert done["status"] == "completed"
+    transcribe = next(s for s in done["steps"] if s["name"] == "transcribe")
+    assert "abandoned" in transcribe["attempts"][-1]["error"]  # the killed attempt, kept
+    assert _batch_json(hermetic_env)["files"][killed["index"]]["attempts"] == 2
+
+
+@pytest.mark.model
+def test_ctrl_c_records_the_batch_and_stops_the_workers(
+    tmp_path: Path, real_model: Any, hermetic_env: Path
+) -> None:
+    folder = _folder(tmp_path, ("long_speech.mp3",))
+    with subprocess.Popen(
+        [sys.executable, "-m", "infomux", "batch", str(folder)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    ) as proc:
+        job = _wait_for_step(hermetic_env, "transcribe")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()
+    assert out == b""
+    assert "to finish it: infomux batch --resume batch-" in err.decode()
+    batch = _batch_json(hermetic_env)
+    assert batch["status"] == "interrupted"
+    assert [f["status"] for f in batch["files"]] == ["interrupted"]
+    assert [e["event"] for e in batch["history"]] == ["started", "interrupted"]
+    assert _job(batch["files"][0]["run_dir"])["status"] == "interrupted"
+    assert not _alive(job["host"]["pid"]), "the worker outlived the batch"

@@ -91,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     from infomux.batch import record as records
     from infomux.batch import runner
 
+    if args.ray or args.ray_address:
+        _ray_module()  # a missing engine or Ray is an error before anything is recorded
     if args.resume is not None:
         if args.inputs or args.manifest:
             raise UsageError("--resume BATCH takes no INPUT or --manifest")
@@ -105,7 +107,14 @@ def run(args: argparse.Namespace) -> int:
         if not args.inputs and not args.manifest:
             raise UsageError("give INPUT files or directories, --manifest FILE, or --resume BATCH")
         record, plan = _new_batch(args)
-    engine = _engine(args, record, plan)
+    try:
+        engine = _engine(args, record, plan)
+    except BaseException:
+        if args.resume is None:  # nothing ran: leave no batch behind
+            import shutil
+
+            shutil.rmtree(record.directory, ignore_errors=True)
+        raise
     quiet_steps = verbosity(args) == 0  # the progress line says it all; -v shows the steps
     steps_log = logging.getLogger("infomux.steps")
     level = steps_log.level
@@ -223,13 +232,14 @@ def _data_dir() -> str:
     return str(config.data_dir().absolute())
 
 
-def _ray_engine(settings: Any, args: argparse.Namespace) -> Any:
+def _ray_module() -> Any:
+    """``infomux.batch.ray_engine``, or an error naming what is missing."""
     import importlib
 
     from infomux.errors import InfomuxError
 
     try:
-        ray_engine = importlib.import_module("infomux.batch.ray_engine")
+        return importlib.import_module("infomux.batch.ray_engine")
     except ImportError as exc:
         if exc.name in ("infomux.batch.ray_engine", None):
             raise InfomuxError(
@@ -237,7 +247,10 @@ def _ray_engine(settings: Any, args: argparse.Namespace) -> Any:
                 "installation yet"
             ) from None
         raise InfomuxError(f"--ray needs Ray ({RAY_EXTRA}): {exc}") from None
-    engine: Any = ray_engine.RayEngine(settings, workers=args.workers, address=args.ray_address)
+
+
+def _ray_engine(settings: Any, args: argparse.Namespace) -> Any:
+    engine: Any = _ray_module().RayEngine(settings, workers=args.workers, address=args.ray_address)
     return engine
 
 
