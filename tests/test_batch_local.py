@@ -399,3 +399,36 @@ def test_ctrl_c_records_the_batch_and_stops_the_workers(
     assert [e["event"] for e in batch["history"]] == ["started", "interrupted"]
     assert _job(batch["files"][0]["run_dir"])["status"] == "interrupted"
     assert not _alive(job["host"]["pid"]), "the worker outlived the batch"
+
+
+def test_batch_manifest_with_per_file_options(tmp_path: Path, hermetic_env: Path) -> None:
+    """The audio pipeline (no model): a manifest's per-file option reaches that file's
+    run only; the driver-only store step ran in the driver; a bad option names its line
+    and records nothing."""
+    media = media_file("two_audio_streams.mkv").parent
+    manifest = tmp_path / "inputs.jsonl"
+    manifest.write_text(
+        f'{{"path": "{media / "two_audio_streams.mkv"}", "audio_stream": 1}}\n'
+        f"{media / 'speech_c_8k_mulaw.wav'}\n"
+    )
+    proc = cli("batch", "--manifest", str(manifest), "--pipeline", "audio", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr.decode()
+    run_dirs = proc.stdout.decode().splitlines()
+    batch = _batch_json(hermetic_env)
+    assert run_dirs == [f["run_dir"] for f in batch["files"]]
+    assert [f["options"] for f in batch["files"]] == [{"audio_stream": 1}, {}]
+    assert batch["files"][0]["origin"] == f"{manifest}:1"
+    first, second = (_job(d) for d in run_dirs)
+    assert first["config"]["audio_stream"] == 1 and "audio_stream" not in second["config"]
+    assert first["steps"][0]["name"] == "extract_audio"
+    assert [s["status"] for s in first["steps"]] == ["completed", "completed"]
+    store = first["steps"][1]
+    assert store["name"] == "store" and store["metadata"]["segments"] == 0
+    assert first["host"]["pid"] == batch["history"][0]["pid"]  # the driver ran store last
+    assert batch["files"][0]["outcome"]["worker"]["pid"] != batch["history"][0]["pid"]
+
+    manifest.write_text(f'{{"path": "{media / "speech_c_8k_mulaw.wav"}", "audio_stream": "x"}}\n')
+    bad = cli("batch", "--manifest", str(manifest), "--pipeline", "audio")
+    assert bad.returncode == 1
+    assert f"{manifest}:1" in bad.stderr.decode() and "audio_stream" in bad.stderr.decode()
+    assert len(list((hermetic_env / "batches").glob("batch-*"))) == 1  # nothing new recorded

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,26 +115,35 @@ def files_to_do(record: BatchRecord) -> list[BatchFile]:
     return [f for f in record.files if f.status in TO_REDO]
 
 
-def check_file_options(record: BatchRecord) -> None:
-    """Check every file's own options (manifest) against the pipeline's steps.
+def check_file_options(
+    items: Iterable[BatchItem | BatchFile],
+    *,
+    pipeline: str,
+    pipeline_file: str | None,
+    options: dict[str, Any],
+    explicit: Collection[str] = (),
+    steps: Collection[str] | None = None,
+) -> None:
+    """Check every file's own options (manifest) against the pipeline's steps, before
+    anything is recorded or run.
 
     Raises:
         ManifestError: a file's option has the wrong type or value (its line named).
     """
-    from infomux import pipeline
+    from infomux import pipeline as pipelines
 
-    for item in files_to_do(record):
+    for item in items:
         if not item.options:
             continue
         try:
-            pipeline.resolve_run_graph(
-                record.pipeline,
-                {**record.options, **item.options},
-                explicit={*record.explicit, *item.options},
-                only=record.steps,
-                pipeline_file=record.pipeline_file,
+            pipelines.resolve_run_graph(
+                pipeline,
+                {**options, **item.options},
+                explicit={*explicit, *item.options},
+                only=steps,
+                pipeline_file=pipeline_file,
             )
-        except pipeline.PipelineError as exc:
+        except pipelines.PipelineError as exc:
             raise ManifestError(f"{item.origin}: {exc}") from None
 
 
@@ -281,7 +290,14 @@ def run_batch(
     from infomux import pipeline
     from infomux.job import utc_now
 
-    check_file_options(record)
+    check_file_options(
+        files_to_do(record),
+        pipeline=record.pipeline,
+        pipeline_file=record.pipeline_file,
+        options=record.options,
+        explicit=record.explicit,
+        steps=record.steps,
+    )
     driver = _Driver(record, on_done=on_done, on_failed=on_failed, on_progress=on_progress)
     stop = cancel if cancel is not None else threading.Event()
     record.status = "running"

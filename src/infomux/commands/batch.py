@@ -179,6 +179,14 @@ def _new_batch(args: argparse.Namespace) -> tuple[Any, Any]:
     explicit |= {"threads"}
     if args.streams is None:
         run_options["streams"] = 0  # automatic: parts of a long file when threads allow
+    runner.check_file_options(
+        items,
+        pipeline=name,
+        pipeline_file=str(pipeline_file) if pipeline_file else None,
+        options=run_options,
+        explicit=explicit,
+        steps=args.steps,
+    )
     record = runner.start_batch(
         items,
         inputs=[str(p) for p in args.inputs],
