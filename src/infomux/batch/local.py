@@ -240,6 +240,18 @@ class LocalEngine:
             if todo and len(self._procs) < self.plan.workers and self.restarts < len(todo) + 8:
                 self.restarts += 1
                 idle.append(self._start_worker())
+        if todo and not self._procs:  # workers keep dying at start: give up on the rest
+            while todo:
+                task = todo.pop()
+                on_outcome(
+                    FileOutcome(
+                        index=task.index,
+                        run_dir=task.run_dir,
+                        run_id=os.path.basename(task.run_dir),
+                        status=FAILED,
+                        error=f"no worker process left ({self.restarts} restarted, all died)",
+                    )
+                )
 
     def _stop(
         self,
