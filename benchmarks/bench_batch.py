@@ -61,7 +61,7 @@ from benchlib import (
     word_error_rate,
 )
 
-# English speech of ../shared/media, 12-28 s each (8 files, 3.5 min of audio)
+# English speech of ../shared/media, 12-28 s each (8 files, 3.2 min of audio)
 DEFAULT_FILES = (
     "speech_a.wav",
     "speech_a.flac",
