@@ -504,7 +504,7 @@ class RayEngine:
             run_id=os.path.basename(task.run_dir),
             status=FAILED,
             error=f"the Ray worker {actor.name} died while processing this file "
-            f"({tries} tries): {cause}",
+            f"({tries} {'try' if tries == 1 else 'tries'}): {cause}",
             worker={"worker": actor.name, "hostname": actor.info.get("hostname")},
         )
 
