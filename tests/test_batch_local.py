@@ -315,7 +315,8 @@ def test_batch_resume_after_sigkill_finishes_only_the_rest(
     assert (Path(first) / "job.json").read_text() == first_job  # not touched again
     assert [e["event"] for e in after["history"]] == ["started", "resumed"]
     rest = [f for f in after["files"] if f["run_dir"] != first]
-    # one worker did the rest, its model loaded once for both files
+    # as recorded: one worker did the rest, its model loaded once for both files
+    assert after["engine"]["workers"] == 1 and "recorded" in after["engine"]["rule"]
     assert len({f["outcome"]["worker"]["pid"] for f in rest}) == 1
     assert all(f["outcome"]["model_loads"] == 1 for f in rest)
     resumed_events = [e for e in _job(second["run_dir"])["history"] if e["event"] == "resumed"]

@@ -73,14 +73,15 @@ def plan_workers(
     threads: int | None = None,
     cores: int | None = None,
     threads_source: str = "--threads",
+    workers_source: str = "--workers",
 ) -> WorkerPlan:
     """Workers x threads for ``files`` files on ``cores`` cores (default: this machine's).
 
     Given ``workers`` and ``threads`` are kept. Otherwise threads default to
     :data:`THREADS_PER_WORKER` and workers to ``cores // threads`` (at most ``files``);
     when fewer workers than that are needed, each gets ``cores // workers`` threads (at
-    most :data:`MAX_THREADS_PER_WORKER`). ``threads_source`` says in the rule where given
-    ``threads`` came from.
+    most :data:`MAX_THREADS_PER_WORKER`). ``threads_source`` and ``workers_source`` say in the
+    rule where given values came from.
     """
     cores = max(1, cores or os.cpu_count() or 1)
     files = max(1, files)
@@ -89,8 +90,8 @@ def plan_workers(
         count = max(1, min(files, cores // per))
         rule = f"{cores} cores / {per} thread(s) per worker, at most one worker per file"
     else:
-        count = workers
-        rule = "--workers"
+        count = max(1, min(files, workers)) if workers_source != "--workers" else workers
+        rule = workers_source
     if threads is None:
         threads = max(1, min(MAX_THREADS_PER_WORKER, cores // count))
         if workers is None and threads > THREADS_PER_WORKER:

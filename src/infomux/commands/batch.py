@@ -98,9 +98,16 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--resume BATCH takes no INPUT or --manifest")
         record = records.load_batch(args.resume)
         todo = runner.files_to_do(record)
-        threads = args.threads or record.options.get("threads")
-        source = "--threads" if args.threads else "threads recorded in the batch"
-        plan = _plan(args, len(todo), threads, source)
+        from infomux.batch.local import plan_workers
+
+        recorded = record.engine if record.engine.get("name") == "local" else {}
+        plan = plan_workers(  # as the batch was set up, unless told otherwise
+            len(todo),
+            workers=args.workers or recorded.get("workers"),
+            threads=args.threads or record.options.get("threads"),
+            threads_source="--threads" if args.threads else "threads recorded in the batch",
+            workers_source="--workers" if args.workers else "workers recorded in the batch",
+        )
         record.event("resumed", files=[f.index for f in todo])
         log.info("batch %s: resuming %d file(s)", record.id, len(todo))
     else:
