@@ -563,4 +563,14 @@ bool set_all_logits(bool all) {
 #endif
 }
 
+bool set_eager_mel(bool eager) {
+#ifdef INFOMUX_PATCH_WINDOW_MEL
+    whisper_infomux_set_eager_mel(eager);
+    return true;
+#else
+    (void)eager;
+    return false;
+#endif
+}
+
 }  // namespace infomux

@@ -261,5 +261,8 @@ int lang_id(const std::string& lang);
 // Patch 0001's switch: true projects every token of a batch onto the vocabulary, as
 // unpatched whisper.cpp does (tests and benchmarks). Returns false if the build lacks it.
 bool set_all_logits(bool all);
+// Patch 0009's switch: true computes whisper_full's log-mel spectrogram for the whole
+// input first, as unpatched whisper.cpp does. Returns false if the build lacks it.
+bool set_eager_mel(bool eager);
 
 }  // namespace infomux

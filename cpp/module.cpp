@@ -457,6 +457,9 @@ PYBIND11_MODULE(_whisper, m) {
     m.def("set_all_logits", &infomux::set_all_logits, "all"_a,
           "Patch 0001's switch: True projects every token onto the vocabulary, as unpatched "
           "whisper.cpp does. Returns False if this build lacks the patch.");
+    m.def("set_eager_mel", &infomux::set_eager_mel, "eager"_a,
+          "Patch 0009's switch: True computes the whole input's log-mel spectrogram before "
+          "decoding, as unpatched whisper.cpp does. Returns False if this build lacks the patch.");
 
     py::class_<infomux::VadParams>(m, "VadParams")
         .def(py::init<>())

@@ -308,3 +308,137 @@ def test_a_short_last_window_is_encoded_short_with_the_same_text(
     expected = 0 if name.endswith(".mkv") else 1
     assert short.timings["short_window_calls"] == expected
     assert short.text == full.text
+
+
+def _loud_click_in_quiet_speech(speech: Any) -> Any:
+    """speech_a at 1/100 of its level with a 5 ms full-scale tone burst at 40 s: the
+    spectrogram's maximum, which sets the clamp of every other frame, lies in one frame
+    far from any speech."""
+    import numpy as np
+
+    quiet = (speech * 0.01).astype(np.float32)
+    signal = np.concatenate([quiet, np.zeros(10 * audio.SAMPLE_RATE, np.float32), quiet])
+    at = 40 * audio.SAMPLE_RATE
+    t = np.arange(80, dtype=np.float32) / audio.SAMPLE_RATE
+    signal[at : at + 80] = np.sin(2 * np.pi * 3000.0 * t).astype(np.float32)
+    return np.ascontiguousarray(signal)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(
+    "name",
+    ["speech_a.wav", "speech_c_8k_mulaw.wav", "silence_10s.wav", "noise_10s.wav", "click"],
+)
+def test_window_mel_keeps_transcripts_byte_identical(
+    tiny: Model, media_dir: Path, name: str
+) -> None:
+    """Patch 0009: computing each window's spectrogram when it is encoded (with the
+    whole input's maximum found by the bounded search) gives every window exactly the
+    numbers of the whole-input spectrogram: the same tokens, probabilities and times."""
+    native = engine._native()
+    if not native.set_eager_mel(False):
+        pytest.skip("this build does not carry patch 0009")
+    speech = audio.load_audio(media_dir / ("speech_a.wav" if name == "click" else name))
+    samples = _loud_click_in_quiet_speech(speech) if name == "click" else speech
+    # no temperature fallback: what is compared is the spectrogram, not the sampler
+    options = TranscribeOptions(n_threads=2, language="en", temperature_increment=0.0)
+    try:
+        per_window = tiny.transcribe(samples, options)
+        native.set_eager_mel(True)
+        whole = tiny.transcribe(samples, options)
+    finally:
+        native.set_eager_mel(False)
+
+    def data(t: Any) -> list[Any]:
+        return [
+            (s.start, s.end, s.text, s.no_speech_prob, [(k.id, k.probability) for k in s.tokens])
+            for s in t.segments
+        ]
+
+    assert data(per_window) == data(whole)
+    if name.startswith("speech"):
+        assert per_window.text, "nothing was transcribed: the comparison would prove nothing"
+
+
+_MEL_PEAK_SCRIPT = """
+import sys
+from pathlib import Path
+from infomux import audio, engine
+from infomux.engine import Model, TranscribeOptions
+
+class Enough(Exception):
+    pass
+
+def stop(segment):
+    raise Enough
+
+def status(key):
+    with open("/proc/self/status") as lines:
+        for line in lines:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    raise SystemExit("no " + key)
+
+native = engine._native()
+samples = audio.load_audio(Path(sys.argv[2]))
+with Model(sys.argv[1]) as model:
+    options = TranscribeOptions(n_threads=2)
+    model.transcribe(samples[: 28 * audio.SAMPLE_RATE], options)  # every buffer touched
+    for eager in (False, True):
+        native.set_eager_mel(eager)
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")  # the peak (VmHWM) starts again from here
+        before = status("VmRSS")
+        try:  # the spectrogram is made before the first window; one window is enough
+            model.transcribe(samples, options, on_segment=stop)
+        except Enough:
+            pass
+        print(status("VmHWM") - before)
+"""
+
+
+@pytest.mark.model
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs /proc (Linux)")
+def test_the_spectrogram_costs_no_memory_per_minute(tiny: Model, media_dir: Path) -> None:
+    """Patches 0008 and 0009, on 9.7 minutes of audio (37 MB of float32 samples).
+
+    0009: with the spectrogram made window by window, the peak grows by about one
+    window (1 MB), not by the whole input's spectrogram (18.6 MB). 0008: even the
+    whole-input spectrogram (0009 switched off) is made without a padded copy of the
+    samples (it would add 37 MB to the peak).
+    """
+    patches = engine.build_info()["patches"]
+    wanted = {"0008-mel-without-padded-copy.patch", "0009-mel-per-window.patch"}
+    if not wanted <= set(patches):
+        pytest.skip("this build does not carry patches 0008 and 0009")
+    out = subprocess.run(
+        [sys.executable, "-c", _MEL_PEAK_SCRIPT, str(tiny.path), f"{media_dir}/long_speech.mp3"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    per_window_mb, whole_mb = (float(v) for v in out.stdout.split()[-2:])
+    mel_mb = 80 * 100 * 582 * 4 / 2**20  # 80 bands x 100 frames/s x 582 s, float32
+    assert per_window_mb < 6.0, f"peak grew by {per_window_mb:.1f} MB (spectrogram kept?)"
+    assert whole_mb > mel_mb - 2.0, "the comparison run did not make the whole spectrogram"
+    assert whole_mb < mel_mb + 10.0, f"peak grew by {whole_mb:.1f} MB (a padded copy?)"
+
+
+@pytest.mark.model
+def test_a_call_samples_the_same_as_the_one_before(tiny: Model, media_dir: Path) -> None:
+    """Patch 0010: quiet speech makes windows fall back to sampling at a higher
+    temperature; two calls on the same Model (the same state) give the same result.
+    Without the patch the first decoder's random generator went on from the previous
+    call, and the second call sampled other tokens (here 2 fallbacks, then 7)."""
+    if "0010-seed-per-call.patch" not in engine.build_info()["patches"]:
+        pytest.skip("this build does not carry patch 0010")
+    samples = _loud_click_in_quiet_speech(audio.load_audio(media_dir / "speech_a.wav"))
+    options = TranscribeOptions(n_threads=2, language="en")
+    first = tiny.transcribe(samples, options)
+    second = tiny.transcribe(samples, options)
+    assert first.timings["fallbacks"] > 0, "the test needs a window that falls back"
+    assert second.timings["fallbacks"] == first.timings["fallbacks"]
+    assert [(s.start, s.end, s.text) for s in second.segments] == [
+        (s.start, s.end, s.text) for s in first.segments
+    ]
