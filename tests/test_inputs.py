@@ -142,3 +142,52 @@ def test_cli_fifo_without_writer_fails_within_the_timeout(tmp_path: Path) -> Non
         f"Error: cannot read input {fifo}: is a pipe and no data came within 5 s"
     )
     assert elapsed >= storage.PIPE_TIMEOUT
+
+
+def test_decoding_starts_while_the_input_is_hashed(
+    media_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run reads its input once before decoding starts, not twice (issue #10): the
+    sha256 is computed beside the first steps and job.json is first written with it.
+
+    The hashing is held back here until the decoder has written audio.wav; with the
+    input hashed first, audio.wav could never appear while the hash is held."""
+    from infomux import pipeline
+
+    source = media_dir / "speech_a_44k_stereo.mp3"
+    real_digests = storage.file_digests
+    release = threading.Event()
+
+    def held_digests(src: object, *args: object, **kwargs: object) -> dict[str, str]:
+        assert release.wait(60), "audio.wav never appeared while the input was being hashed"
+        return real_digests(src, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(storage, "file_digests", held_digests)
+    job, run_dir = pipeline.create_run(source, pipeline="audio", hash_beside=True)
+    assert job.input.hashing and not (run_dir / "job.json").exists()
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            with storage.RunLock(run_dir):
+                pipeline.execute(job, run_dir)
+        except BaseException as exc:  # handed to the test
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not (run_dir / "audio.wav").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    decoded_first = (run_dir / "audio.wav").exists()
+    job_json_before_hash = (run_dir / "job.json").exists()
+    release.set()
+    thread.join(60)
+    assert outcome == [None]
+    assert decoded_first, "decoding did not start before the input was hashed"
+    assert not job_json_before_hash, "job.json was written without the input's sha256"
+    recorded = storage.load_job(run_dir)
+    assert recorded.input.sha256 == storage.sha256_file(source)
+    assert recorded.status == "completed"

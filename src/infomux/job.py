@@ -11,6 +11,7 @@ import os
 import platform
 import socket
 import sys
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -80,6 +81,11 @@ class InputFile:
     (``-``, the URL, the pipe's path), ``copy`` the spooled file (relative to the run
     dir; ``path`` is its absolute path), ``content_type`` the HTTP Content-Type.
     These fields are absent from the JSON form of a local file (and of old runs).
+
+    ``digest`` (never in the JSON form): the sha256 still being computed beside the
+    run's first steps (:func:`storage.describe_input` with ``beside=True``); ``sha256``
+    is filled in from it by :meth:`settle`, which :meth:`to_dict` calls, so no JSON form
+    is ever written without it.
     """
 
     path: str
@@ -89,6 +95,7 @@ class InputFile:
     source: str | None = None
     copy: str | None = None
     content_type: str | None = None
+    digest: Future[str] | None = field(default=None, repr=False, compare=False)
 
     OPTIONAL = ("kind", "source", "copy", "content_type")
 
@@ -97,8 +104,21 @@ class InputFile:
         """Whether the input was read once as a stream (its source cannot be re-read)."""
         return self.kind is not None and self.kind != "file"
 
+    @property
+    def hashing(self) -> bool:
+        """Whether the sha256 is still being computed (see ``digest``)."""
+        return self.digest is not None
+
+    def settle(self) -> None:
+        """Wait for a sha256 still being computed and record it (raises what hashing
+        raised)."""
+        if self.digest is not None:
+            self.sha256 = self.digest.result()
+            self.digest = None
+
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON form."""
+        """Return the JSON form (waits for a sha256 still being computed)."""
+        self.settle()
         data: dict[str, Any] = {
             "path": self.path,
             "sha256": self.sha256,

@@ -33,6 +33,7 @@ import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -226,9 +227,14 @@ def wait_for_pipe_data(path: str | os.PathLike[str], timeout: float = PIPE_TIMEO
 
 
 def describe_input(
-    path: str | os.PathLike[str], *, pipe_timeout: float = PIPE_TIMEOUT
+    path: str | os.PathLike[str], *, pipe_timeout: float = PIPE_TIMEOUT, beside: bool = False
 ) -> InputFile:
     """Return the :class:`InputFile` (absolute path, sha256, size) of a media file.
+
+    ``beside=True`` returns at once and computes the sha256 in a background thread
+    (``InputFile.digest``), so that decoding can start while the file is hashed
+    instead of after a first full read; the digest is settled when the job is first
+    written. An error while hashing is raised then, as :class:`InputHashError`.
 
     The kind of file is checked before anything is read, so a device
     (``/dev/zero``), a socket or a pipe never makes this hang: devices and
@@ -256,13 +262,47 @@ def describe_input(
         raise InputKindError(errno.EINVAL, reason, str(path))
     # Opened without blocking and checked again, in case the path changed since stat().
     fd = os.open(resolved, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as fh:
+    fh = os.fdopen(fd, "rb")
+    try:
         st = os.fstat(fd)
         reason = _not_regular(st.st_mode)
         if reason is not None:
             raise InputKindError(errno.EINVAL, reason, str(path))
-        sha256 = file_digests(fh)["sha256"]
+        if beside:
+            digest = _hash_beside(fh, str(resolved))
+            return InputFile(path=str(resolved), sha256="", size_bytes=st.st_size, digest=digest)
+        with fh:
+            sha256 = file_digests(fh)["sha256"]
+    except BaseException:
+        fh.close()
+        raise
     return InputFile(path=str(resolved), sha256=sha256, size_bytes=st.st_size)
+
+
+class InputHashError(InfomuxError):
+    """The input could not be read to its end while it was hashed."""
+
+
+def _hash_beside(fh: BinaryIO, name: str) -> Future[str]:
+    """Hash an open file in a daemon thread (closing it); its sha256 in a Future.
+
+    hashlib releases the GIL on large updates, so the hashing runs beside decoding.
+    """
+    future: Future[str] = Future()
+    future.set_running_or_notify_cancel()
+
+    def work() -> None:
+        try:
+            with fh:
+                future.set_result(file_digests(fh)["sha256"])
+        except OSError as exc:
+            error = InputHashError(f"cannot read input {name}: {exc.strerror or exc}")
+            future.set_exception(error)
+        except BaseException as exc:  # recorded for whoever waits on the digest
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name="infomux-input-hash", daemon=True).start()
+    return future
 
 
 # --------------------------------------------------------------------------- run ids

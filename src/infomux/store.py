@@ -385,6 +385,7 @@ def _run_rows(
             summary = path.read_text(encoding="utf-8", errors="replace")
             break
     model = (job.model or {}).get("name") or job.config.get("model")
+    job.input.settle()  # a sha256 computed beside the first steps
     run = {
         "id": job.id,
         "input_path": job.input.path,

@@ -15,6 +15,7 @@ with its share of the threads; a failure of one input fails only its own run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import threading
@@ -402,7 +403,7 @@ def _run_one(
     source: str | Path = raw if inputs.is_stream_name(raw) else Path(raw)
     try:
         job, run_dir = pipeline.create_run(
-            source, pipeline=name, config=run_options, **(graph_args or {})
+            source, pipeline=name, config=run_options, hash_beside=True, **(graph_args or {})
         )
     except OSError as exc:
         reason = exc.strerror or str(exc)
@@ -415,10 +416,12 @@ def _run_one(
             finish_run(job, run_dir)
     except KeyboardInterrupt:
         _close(progress)
+        _ensure_recorded(job, run_dir)
         log.warning("interrupted; to finish it: infomux resume %s", job.id)
         raise
     except Exception as exc:  # recorded in job.json; go on with the next input
         _close(progress)
+        _ensure_recorded(job, run_dir)
         if cancel is not None and cancel.is_set():
             log.warning("%s interrupted; to finish it: infomux resume %s", raw, job.id)
             return None
@@ -429,6 +432,16 @@ def _run_one(
     if print_dir:
         emit(run_dir, run_options.get("print"))
     return run_dir
+
+
+def _ensure_recorded(job: Any, run_dir: Path) -> None:
+    """Write job.json if the run stopped before its first write (which waits for the
+    input's sha256, computed beside the first steps); a failure to hash stays unwritten."""
+    from infomux import storage
+
+    if not storage.job_path(run_dir).exists():
+        with contextlib.suppress(Exception):
+            storage.save_job(job, run_dir)
 
 
 def finish_run(job: Any, run_dir: Path) -> None:

@@ -294,7 +294,8 @@ def execute(
                 record.started_at = utc_now()
                 started[sid] = time.perf_counter()
                 launched.add(sid)
-            if starting or (changed and running):
+            must_save = bool(starting) or (changed and running)
+            if must_save and not job.input.hashing:
                 save()  # job.json says "running" before the step runs
             for sid in starting:
                 log.debug("%s: started", sid)
@@ -309,6 +310,10 @@ def execute(
                 )
                 running[future] = sid
                 _track(future)
+            if must_save and job.input.hashing:
+                # a new run's first write waits for the input's sha256, which is being
+                # computed beside the steps that just started (create_run(hash_beside))
+                save()
             if not running:
                 break
             # short waits keep Ctrl-C (delivered to this thread) responsive

@@ -30,8 +30,14 @@ def create_run(
     explicit: Collection[str] | None = None,
     only: Collection[str] | None = None,
     pipeline_file: str | os.PathLike[str] | None = None,
+    hash_beside: bool = False,
 ) -> tuple[JobEnvelope, Path]:
     """Hash the input, create a run directory and write its pending ``job.json``.
+
+    ``hash_beside=True`` (a local file): the input is hashed in a background thread
+    while the run goes on, and ``job.json`` is first written by :func:`execute` once its
+    first steps have started (a long media file is not read in full before decoding
+    starts). The caller must then execute the job (or save it) to get a ``job.json``.
 
     The pipeline's graph is resolved (every step option filled in, see
     :func:`graph.resolve`; ``explicit`` names the ``config`` keys given as flags,
@@ -54,7 +60,7 @@ def create_run(
     )
     stream = inputs.open_stream(input_path)
     if stream is None:
-        input_file = storage.describe_input(input_path)
+        input_file = storage.describe_input(input_path, beside=hash_beside)
         run_id, run_dir = storage.create_run_dir(runs_root)
     else:
         try:
@@ -74,7 +80,8 @@ def create_run(
     )
     if input_file.copy:
         job.add_artifacts([input_file.copy])
-    storage.save_job(job, run_dir)
+    if not input_file.hashing:
+        storage.save_job(job, run_dir)
     log.debug("created %s for %s", run_dir, input_file.source or input_file.path)
     return job, run_dir
 
