@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from infomux.batch.worker import FAILED, FileOutcome, FileTask, Worker, WorkerSettings
+from infomux.batch.worker import FileOutcome, FileTask, Worker, WorkerSettings
 
 log = logging.getLogger("infomux.batch.local")
 
@@ -229,13 +229,10 @@ class LocalEngine:
             log.warning("worker local-%d (pid %s) %s", number, proc.pid, how)
             if task is not None:
                 on_outcome(
-                    FileOutcome(
-                        index=task.index,
-                        run_dir=task.run_dir,
-                        run_id=os.path.basename(task.run_dir),
-                        status=FAILED,
-                        error=f"the worker process {how} while processing this file",
-                        worker={"worker": f"local-{number}", "pid": proc.pid},
+                    FileOutcome.failure(
+                        task,
+                        f"the worker process {how} while processing this file",
+                        {"worker": f"local-{number}", "pid": proc.pid},
                     )
                 )
             if todo and len(self._procs) < self.plan.workers and self.restarts < len(todo) + 8:
@@ -245,12 +242,8 @@ class LocalEngine:
             while todo:
                 task = todo.pop()
                 on_outcome(
-                    FileOutcome(
-                        index=task.index,
-                        run_dir=task.run_dir,
-                        run_id=os.path.basename(task.run_dir),
-                        status=FAILED,
-                        error=f"no worker process left ({self.restarts} restarted, all died)",
+                    FileOutcome.failure(
+                        task, f"no worker process left ({self.restarts} restarted, all died)"
                     )
                 )
 

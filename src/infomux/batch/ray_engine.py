@@ -47,7 +47,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from infomux.batch.worker import FAILED, FileOutcome, FileTask, Worker, WorkerSettings
+from infomux.batch.worker import FileOutcome, FileTask, Worker, WorkerSettings
 from infomux.errors import InfomuxError
 
 log = logging.getLogger("infomux.batch.ray")
@@ -498,14 +498,11 @@ class RayEngine:
     def _lost(self, task: FileTask, actor: _Actor, cause: str) -> FileOutcome:
         """The outcome of a file whose actor died on every try."""
         tries = 1 + self.max_task_retries
-        return FileOutcome(
-            index=task.index,
-            run_dir=task.run_dir,
-            run_id=os.path.basename(task.run_dir),
-            status=FAILED,
-            error=f"the Ray worker {actor.name} died while processing this file "
+        return FileOutcome.failure(
+            task,
+            f"the Ray worker {actor.name} died while processing this file "
             f"({tries} {'try' if tries == 1 else 'tries'}): {cause}",
-            worker={"worker": actor.name, "hostname": actor.info.get("hostname")},
+            {"worker": actor.name, "hostname": actor.info.get("hostname")},
         )
 
     def _stop(

@@ -118,6 +118,21 @@ class FileOutcome:
         """Whether the worker's steps completed."""
         return self.status == DONE
 
+    @classmethod
+    def failure(
+        cls, task: FileTask, error: str, worker: dict[str, Any] | None = None
+    ) -> FileOutcome:
+        """The outcome of a task its worker could not finish (the worker died, or none
+        is left to take it): failed, with ``error`` and where it was (if anywhere)."""
+        return cls(
+            index=task.index,
+            run_dir=task.run_dir,
+            run_id=os.path.basename(task.run_dir),
+            status=FAILED,
+            error=error,
+            worker=dict(worker or {}),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (recorded in batch.json)."""
         return asdict(self)
