@@ -124,6 +124,30 @@ def test_bad_model_does_not_kill_the_interpreter(whisper_cpp_dir: Path, tmp_path
 # --- input validation -------------------------------------------------------------------
 
 
+def test_more_decoders_than_whisper_cpp_has_are_refused(test_model: Model) -> None:
+    with pytest.raises(ValueError, match="at most 8"):
+        test_model.transcribe(np.zeros(SR, dtype=np.float32), TranscribeOptions(best_of=9))
+
+
+def test_a_whisper_cpp_failure_names_its_own_error_line(test_model: Model) -> None:
+    """Issue #10.4: when whisper_full fails, the error says why in whisper.cpp's words
+    (its last ERROR line), not only "whisper_full returned -4". The native params skip
+    the Python validation above, so whisper.cpp itself refuses the 9 decoders."""
+    from infomux import engine
+
+    params = engine._native().DecodeParams()
+    params.n_threads = 1
+    params.language = "en"
+    params.best_of = 9
+    samples = np.zeros(2 * SR, dtype=np.float32)
+    with pytest.raises(_whisper.EngineFailure) as failure:  # EngineError in Model's API
+        test_model._native_model.transcribe(samples, params, None, None, None)
+    message = str(failure.value)
+    assert "whisper_full returned -4" in message
+    assert "too many decoders requested (9), max = 8" in message
+    assert "\n" not in message
+
+
 def test_int16_audio_is_rejected(test_model: Model) -> None:
     with pytest.raises(TypeError, match="int16"):
         test_model.transcribe(np.zeros(SR, dtype=np.int16))

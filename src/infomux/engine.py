@@ -55,6 +55,10 @@ def default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+
+MAX_DECODERS = 8
+"""whisper.cpp's WHISPER_MAX_DECODERS: the most sequences a beam or best-of may hold."""
+
 @dataclass(frozen=True)
 class TranscribeOptions:
     """Decoding options. Every default is set here explicitly and recorded in job.json."""
@@ -119,6 +123,10 @@ class TranscribeOptions:
             raise ValueError(f"n_threads must be at least 1, got {self.n_threads}")
         if self.beam_size < 1 or self.best_of < 1:
             raise ValueError("beam_size and best_of must be at least 1")
+        if max(self.beam_size, self.best_of) > MAX_DECODERS:
+            raise ValueError(
+                f"beam_size and best_of can be at most {MAX_DECODERS} (whisper.cpp's decoders)"
+            )
         if self.temperature < 0 or self.temperature_increment < 0:
             raise ValueError("temperature and temperature_increment must not be negative")
         if self.max_segment_length < 0:
