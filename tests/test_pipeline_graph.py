@@ -5,6 +5,7 @@ redoes a step and what follows it (earlier outputs kept as attempts)."""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -172,3 +173,20 @@ def test_steps_sub_graph_runs_what_it_needs(graph_steps: dict[str, Any], media: 
     assert graph_steps["calls"] == ["b"]
     job, run_dir = pipeline.create_run(media, pipeline="g", config={}, only=["c"])
     assert [r.name for r in job.steps] == ["a", "b", "c"]
+
+
+def test_refused_resume_from_step_moves_nothing_aside(media_dir: Path, tmp_path: Path) -> None:
+    """`resume --from-step` checks the input before it moves any output to attempts/:
+    with the input changed, the resume is refused and the run dir is as it was."""
+    source = tmp_path / "talk.wav"
+    shutil.copyfile(media_dir / "speech_c_8k_mulaw.wav", source)
+    job, run_dir = pipeline.create_run(source, pipeline="audio", config={})
+    pipeline.execute(job, run_dir)
+    wav = (run_dir / "audio.wav").read_bytes()
+    with source.open("ab") as fh:
+        fh.write(b"\0")  # the input changed since the run
+    job = storage.load_job(run_dir)
+    with pytest.raises(pipeline.InputChangedError, match="needs the original input"):
+        pipeline.prepare_resume(job, run_dir, from_step="extract_audio")
+    assert (run_dir / "audio.wav").read_bytes() == wav
+    assert not (run_dir / pipeline.ATTEMPTS_DIR).exists()

@@ -77,30 +77,33 @@ def prepare_resume(
                 f"abandoned: process {job.host.get('pid')} on {job.host.get('hostname')} "
                 "stopped without finishing the step"
             )
-    redone: list[str] = []
+    redo: set[str] = set()
     if from_step is not None:
         if from_step not in plan.steps:
             raise PipelineError(
                 f"run {job.id} has no step {from_step!r} (its steps: {', '.join(plan.steps)})"
             )
-        redo = graph.descendants(plan.nodes, from_step)
-        for record in job.steps:
-            if record.name in redo:
-                _keep_as_attempt(job, record, run_dir)
-                redone.append(record.name)
-    todo = steps_to_run(job, run_dir)
-    unverified = _stream_source_note(
-        job, run_dir, decodes=any(specs[r.name].needs_input for r in todo)
-    )
+        redo = set(graph.descendants(plan.nodes, from_step))
+    # The input is checked before --from-step moves any output aside: a refused resume
+    # leaves the run directory as it was.
+    planned = [r.name for r in steps_to_run(job, run_dir)]
+    planned += [r.name for r in job.steps if r.name in redo and r.name not in planned]
     problem = _input_problem(job)
     if problem is not None:
-        needing = [r.name for r in todo if specs[r.name].needs_input]
+        needing = [name for name in planned if specs[name].needs_input]
         if needing:
             raise InputChangedError(
                 f"cannot resume {job.id}: {problem}; step {needing[0]} needs the original input"
             )
-        if todo:
-            log.warning("%s (not needed by the remaining steps)", problem)
+    for record in job.steps:
+        if record.name in redo:
+            _keep_as_attempt(job, record, run_dir)
+    todo = steps_to_run(job, run_dir)
+    unverified = _stream_source_note(
+        job, run_dir, decodes=any(specs[r.name].needs_input for r in todo)
+    )
+    if problem is not None and todo:
+        log.warning("%s (not needed by the remaining steps)", problem)
     changed = {
         k: v for k, v in (overrides or {}).items() if v is not None and job.config.get(k) != v
     }
