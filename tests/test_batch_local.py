@@ -433,3 +433,18 @@ def test_batch_manifest_with_per_file_options(tmp_path: Path, hermetic_env: Path
     assert bad.returncode == 1
     assert f"{manifest}:1" in bad.stderr.decode() and "audio_stream" in bad.stderr.decode()
     assert len(list((hermetic_env / "batches").glob("batch-*"))) == 1  # nothing new recorded
+
+
+def test_batch_data_dir_flag_puts_everything_there(tmp_path: Path, hermetic_env: Path) -> None:
+    """--data-dir (the shared directory of a multi-machine batch) receives the batch
+    record, the runs and the search store, for the driver and its workers alike."""
+    shared = tmp_path / "shared-data"
+    media = media_file("speech_c_8k_mulaw.wav")
+    proc = cli("batch", str(media), "--pipeline", "audio", "--data-dir", str(shared))
+    assert proc.returncode == 0, proc.stderr.decode()
+    (run_dir,) = proc.stdout.decode().splitlines()
+    assert Path(run_dir).parent == shared / "runs"
+    assert (Path(run_dir) / "audio.wav").is_file()
+    assert len(list((shared / "batches").glob("batch-*/batch.json"))) == 1
+    assert _job(run_dir)["steps"][-1]["metadata"]["database"].startswith(str(shared))
+    assert not (hermetic_env / "batches").exists()

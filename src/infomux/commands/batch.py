@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from infomux.commands import (
@@ -69,6 +71,14 @@ def add_parser(subparsers: Any) -> None:
         help="worker processes (Ray: actors), each with the model loaded once "
         "(default: from the cores, see --threads)",
     )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default=None,
+        help="where runs, batches and the search store go (default: $INFOMUX_DATA_DIR, "
+        "else the user data dir); with Ray on several machines, a directory every node "
+        "mounts at the same path",
+    )
     ray = parser.add_argument_group("Ray (pip install 'infomux[ray]')")
     ray.add_argument(
         "--ray",
@@ -90,6 +100,11 @@ def run(args: argparse.Namespace) -> int:
     """Run (or resume) a batch; 0 when every file completed, 1 otherwise."""
     from infomux.batch import record as records
     from infomux.batch import runner
+
+    if args.data_dir is not None:  # for this process and every worker it starts
+        from infomux.config import ENV_DATA_DIR
+
+        os.environ[ENV_DATA_DIR] = str(Path(args.data_dir).expanduser().absolute())
 
     if args.ray or args.ray_address:
         _ray_module()  # a missing engine or Ray is an error before anything is recorded
