@@ -236,9 +236,11 @@ def test_ray_local_instance_is_started_for_the_batch_and_stopped(
 # --------------------------------------------------------------------------- no Ray started
 
 
-def test_ray_missing_is_a_one_line_error_naming_the_extra(tmp_path: Path) -> None:
-    """Without Ray installed, ``--ray`` says which extra to install (and `run` never
-    imports Ray)."""
+def test_ray_missing_is_a_one_line_error_naming_the_extra(
+    tmp_path: Path, hermetic_env: Path
+) -> None:
+    """Without Ray installed, ``--ray`` says which extra to install before anything is
+    probed or recorded (and `run` never imports Ray)."""
     clip = media_file("speech_c_8k_mulaw.wav")
     code = (
         "import sys; sys.modules['ray'] = None\n"  # as if Ray were not installed
@@ -252,6 +254,7 @@ def test_ray_missing_is_a_one_line_error_naming_the_extra(tmp_path: Path) -> Non
     assert proc.stdout == b""
     errors = [line for line in proc.stderr.decode().splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and RAY_EXTRA in errors[0], proc.stderr.decode()
+    assert not (hermetic_env / "batches").exists()
     imported = subprocess.run(
         [
             sys.executable,

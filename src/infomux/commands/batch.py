@@ -29,8 +29,6 @@ from infomux.commands import (
 
 log = logging.getLogger("infomux.commands.batch")
 
-RAY_EXTRA = "pip install 'infomux[ray]'"
-
 
 def add_parser(subparsers: Any) -> None:
     """Add the ``batch`` sub-command."""
@@ -269,14 +267,11 @@ def _ray_module() -> Any:
     from infomux.errors import InfomuxError
 
     try:
-        return importlib.import_module("infomux.batch.ray_engine")
+        module = importlib.import_module("infomux.batch.ray_engine")
     except ImportError as exc:
-        if exc.name in ("infomux.batch.ray_engine", None):
-            raise InfomuxError(
-                "--ray: the Ray engine (infomux.batch.ray_engine) is not part of this "
-                "installation yet"
-            ) from None
-        raise InfomuxError(f"--ray needs Ray ({RAY_EXTRA}): {exc}") from None
+        raise InfomuxError(f"--ray: cannot load infomux's Ray engine: {exc}") from None
+    module.import_ray()  # Ray itself is imported lazily: a missing Ray is said here, first
+    return module
 
 
 def _ray_engine(settings: Any, args: argparse.Namespace) -> Any:
