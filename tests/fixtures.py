@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.require import missing
+from tests.require import media_file, missing
 
 REPO = Path(__file__).resolve().parents[1]
 FETCH_SCRIPT = REPO / "cmake" / "fetch_whisper_cpp.py"
@@ -102,3 +103,13 @@ def cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
         check=False,
         **kwargs,
     )
+
+
+def media_folder(tmp_path: Path, names: tuple[str, ...]) -> Path:
+    """A directory ``recordings/`` under ``tmp_path`` holding copies of these shared
+    media files (a batch's input folder)."""
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    for name in names:
+        shutil.copy(media_file(name), folder / name)
+    return folder

@@ -25,7 +25,7 @@ from infomux import pipeline, storage
 from infomux.batch import DONE, FAILED, FileTask, Worker, WorkerSettings
 from infomux.job import SCHEMA_PATH, JobStatus
 from infomux.steps import StepContext, StepResult, register_step, unregister_step
-from tests.fixtures import REPO, cli
+from tests.fixtures import REPO, cli, media_folder
 from tests.require import media_file
 
 SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
@@ -191,14 +191,6 @@ def test_plan_workers_from_the_core_count() -> None:
 GOOD = ("speech_c_8k_mulaw.wav", "two_audio_streams.mkv", "speech_ja.m4a")
 
 
-def _folder(tmp_path: Path, names: tuple[str, ...]) -> Path:
-    folder = tmp_path / "recordings"
-    folder.mkdir()
-    for name in names:
-        shutil.copy(media_file(name), folder / name)
-    return folder
-
-
 def _batch_json(data_dir: Path) -> dict[str, Any]:
     (path,) = (data_dir / "batches").glob("batch-*/batch.json")
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
@@ -217,7 +209,7 @@ def test_batch_directory_with_a_damaged_file(
 ) -> None:
     """Good files -> one completed run each, the transcript `infomux run` gives; the
     damaged file -> a failed run named on stderr; a text file -> skipped; exit 1."""
-    folder = _folder(tmp_path, (*GOOD, "truncated.mp4", "not_media.mp3"))
+    folder = media_folder(tmp_path, (*GOOD, "truncated.mp4", "not_media.mp3"))
     proc = cli("batch", str(folder), "--workers", "2")
     stderr = proc.stderr.decode()
     assert proc.returncode == 1, stderr
@@ -279,7 +271,7 @@ def _alive(pid: int) -> bool:
 def test_batch_resume_after_sigkill_finishes_only_the_rest(
     tmp_path: Path, real_model: Any, hermetic_env: Path
 ) -> None:
-    folder = _folder(tmp_path, GOOD)
+    folder = media_folder(tmp_path, GOOD)
     with subprocess.Popen(
         [sys.executable, "-m", "infomux", "batch", str(folder), "--workers", "1", "--threads", "1"],
         stdout=subprocess.PIPE,
@@ -346,7 +338,7 @@ def _wait_for_step(hermetic_env: Path, step: str, timeout: float = 120) -> dict[
 def test_a_killed_worker_fails_its_file_only_and_resume_redoes_it(
     tmp_path: Path, real_model: Any, hermetic_env: Path
 ) -> None:
-    folder = _folder(tmp_path, ("speech_c_8k_mulaw.wav", "speech_ja.m4a"))
+    folder = media_folder(tmp_path, ("speech_c_8k_mulaw.wav", "speech_ja.m4a"))
     with subprocess.Popen(
         [sys.executable, "-m", "infomux", "batch", str(folder), "--workers", "1", "--threads", "1"],
         stdout=subprocess.PIPE,
@@ -381,7 +373,7 @@ def test_a_killed_worker_fails_its_file_only_and_resume_redoes_it(
 def test_ctrl_c_records_the_batch_and_stops_the_workers(
     tmp_path: Path, real_model: Any, hermetic_env: Path
 ) -> None:
-    folder = _folder(tmp_path, ("long_speech.mp3",))
+    folder = media_folder(tmp_path, ("long_speech.mp3",))
     with subprocess.Popen(
         [sys.executable, "-m", "infomux", "batch", str(folder)],
         stdout=subprocess.PIPE,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import pytest
 
 from infomux.batch.ray_engine import RAY_EXTRA, WORKER_RESOURCE, choose_address, plan_actors
 from infomux.job import SCHEMA_PATH
-from tests.fixtures import REPO, cli
+from tests.fixtures import REPO, cli, media_folder
 from tests.require import media_file, missing
 
 SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
@@ -63,14 +62,6 @@ def two_node_cluster(loopback_ray: Any) -> Iterator[Any]:
         yield cluster
     finally:
         cluster.shutdown()
-
-
-def _folder(tmp_path: Path, names: tuple[str, ...]) -> Path:
-    folder = tmp_path / "recordings"
-    folder.mkdir()
-    for name in names:
-        shutil.copy(media_file(name), folder / name)
-    return folder
 
 
 def _batch_json(data_dir: Path, batch_id: str | None = None) -> dict[str, Any]:
@@ -113,7 +104,7 @@ def test_ray_cluster_batch_survives_a_killed_actor(
     """A two-node cluster the test started: one actor per node (the custom resource);
     an actor killed mid-file is restarted and its file resumed; every good file
     completes with the transcript the local engine gives; the damaged file fails."""
-    folder = _folder(tmp_path, (*GOOD, DAMAGED, "not_media.mp3"))
+    folder = media_folder(tmp_path, (*GOOD, DAMAGED, "not_media.mp3"))
     started = time.monotonic()
     address = two_node_cluster.address
     with subprocess.Popen(
