@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import sqlite3
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -165,6 +167,29 @@ def test_two_concurrent_stores(tmp_path: Path) -> None:
         assert {h.run_id for h in db.search("bridge")} == {job.id for job, _ in runs}
         count = db.conn.execute("SELECT count(*) FROM segments").fetchone()[0]
         assert count == 6
+
+
+def _set_up_databases(folder: str, barrier: Any, rounds: int) -> None:
+    """In a child process: open a new database together with the others, ``rounds`` times."""
+    for i in range(rounds):
+        barrier.wait(timeout=20)
+        with store.Store.open(Path(folder) / f"{i}.db") as db, db.transaction() as conn:
+            conn.execute("SELECT count(*) FROM runs").fetchone()
+
+
+def test_processes_setting_up_one_new_database_together(tmp_path: Path) -> None:
+    # Two `infomux run`s that end at once both create the search database; SQLite then
+    # said "database is locked" at once to one of them (about one round in three here).
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(3)
+    procs = [
+        ctx.Process(target=_set_up_databases, args=(str(tmp_path), barrier, 12)) for _ in range(3)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0]
 
 
 def test_runs_rm(tmp_path: Path) -> None:

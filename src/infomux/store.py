@@ -30,7 +30,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from infomux import config
+import filelock
+
+from infomux import config, storage
 from infomux.errors import InfomuxError
 from infomux.job import JobEnvelope
 
@@ -40,6 +42,8 @@ DB_NAME = "infomux.db"
 BUSY_TIMEOUT = 30.0
 """Seconds a writer waits for another writer's transaction before giving up."""
 SCHEMA_VERSION = 1
+SETUP_LOCK_SUFFIX = ".setup-lock"
+"""Beside ``infomux.db``: held while a process connects and makes the schema."""
 TRANSCRIPT_JSON = "transcript.json"
 SUMMARY_FILES = ("summary.md", "summary.txt")
 
@@ -134,6 +138,25 @@ class Store:
         """
         path = path or db_path()
         path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite answers "database is locked" at once, without waiting, when two
+        # processes set up one new database together (the switch to WAL and the schema
+        # transaction can deadlock, and then the busy handler is skipped): set-ups take
+        # turns on a lock file beside the database. It is held for milliseconds.
+        setup_lock = storage.exclusive_lock(path.with_name(path.name + SETUP_LOCK_SUFFIX))
+        try:
+            setup_lock.acquire(timeout=timeout)
+        except filelock.Timeout:
+            raise StoreError(
+                f"the search database {path} is locked by another process (waited "
+                f"{timeout:g} s to open it); try again when it is done"
+            ) from None
+        try:
+            return cls._connect(path, timeout)
+        finally:
+            setup_lock.release()
+
+    @classmethod
+    def _connect(cls, path: Path, timeout: float) -> Store:
         try:
             conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
         except sqlite3.Error as exc:
