@@ -12,13 +12,18 @@ blur the numbers), variants interleaved run by run:
   whisper_states on one model) vs the same two one after the other on two threads;
 * ``state``: the memory of one more whisper_state (RSS before and after a call that
   needs one), which is the "K x one state's size" of the memory bar;
+* ``batch``: the recording cut into K parts (``--batch-streams``, default 2 and 4) on
+  one model, each part's decoder calls on its own state and threads, vs computed
+  together in one graph per step (``batch_decoder``, patch 0011): wall time, decoder
+  milliseconds per call (waiting included), the calls that were shared, WER, and
+  whether the text is the same;
 * ``resume``: a pipeline run interrupted two thirds of the way through its
   transcription, then resumed (it goes on from its last segment), against a whole run:
   the time of the resume's transcribe step over the whole run's.
 
 GGML_LLAMAFILE is a build option: its effect shows in ``bench_backends.py`` (whisper-cli
 is built stock, without it) and in the profile. Writes ``bench_engine.json`` and
-``bench_engine.md`` to ``--out``.
+``bench_engine.md`` (``--stem``) to ``--out``.
 
     PYTHONPATH=src python benchmarks/bench_engine.py --runs 3
 """
@@ -65,7 +70,9 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--streams", type=int, default=2)
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--batch-streams", type=int, nargs="*", default=[2, 4])
     p.add_argument("--only", nargs="*", default=["logits", "streams", "pair", "state", "resume"])
+    p.add_argument("--stem", default="bench_engine", help="name of the result files")
     p.add_argument("--autogroup-nice", type=int, default=None)
     p.add_argument("--out", type=Path, default=BENCH_DIR / "results")
     args = p.parse_args()
@@ -193,16 +200,54 @@ def main() -> int:
         fresh.close()
         print("state", results["state"], flush=True)
 
+    if "batch" in args.only:
+        results["batch"] = _batch(args, model, samples, reference, base)
+
     if "resume" in args.only:
         results["resume"] = _resume(args, ref)
         print("resume", results["resume"], flush=True)
 
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_engine.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "bench_engine.md").write_text(_markdown(results))
-    print(f"wrote {args.out / 'bench_engine.md'}")
+    (args.out / f"{args.stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / f"{args.stem}.md").write_text(_markdown(results))
+    print(f"wrote {args.out / (args.stem + '.md')}")
     return 0
+
+
+def _batch(
+    args: argparse.Namespace, model: Any, samples: Any, reference: str, base: Any
+) -> dict[str, Any]:
+    """K parts on K states vs the same K parts' decoder calls in one graph (patch 0011)."""
+    out: dict[str, Any] = {}
+    for k in args.batch_streams:
+        variants = {
+            "states": dataclasses.replace(base, streams=k),
+            "one_graph": dataclasses.replace(base, streams=k, batch_decoder=True),
+        }
+        times: dict[str, list[float]] = {v: [] for v in variants}
+        facts: dict[str, dict[str, Any]] = {}
+        texts: dict[str, str] = {}
+        for _ in range(args.runs):
+            for name, options in variants.items():
+                wall, t = _timed(lambda options=options: model.transcribe(samples, options))
+                times[name].append(wall)
+                calls = t.timings.get("decode_calls", 0) or 1
+                facts[name] = {
+                    "decode_ms_per_call": round(t.timings.get("decode_total_ms", 0.0) / calls, 2),
+                    "decode_calls": t.timings.get("decode_calls", 0),
+                    "shared_decode_calls": t.timings.get("shared_decode_calls", 0),
+                    "threads_per_stream": t.threads_per_stream,
+                    "wer": round(word_error_rate(reference, t.text), 4) if reference else -1,
+                }
+                texts[name] = t.text
+        out[str(k)] = {
+            "median_s": {v: round(statistics.median(x), 3) for v, x in times.items()},
+            "facts": facts,
+            "same_text": texts["states"] == texts["one_graph"],
+        }
+        print("batch", k, out[str(k)], flush=True)
+    return out
 
 
 def _resume(args: argparse.Namespace, ref: Any) -> dict[str, Any]:
@@ -283,6 +328,17 @@ def _markdown(r: dict[str, Any]) -> str:
         )
     if "state" in r:
         lines.append(f"- one more whisper_state: {r['state']['one_state_mb']} MB of RSS")
+    for k, b in r.get("batch", {}).items():
+        m, f = b["median_s"], b["facts"]
+        lines.append(
+            f"- {k} parts, decoder calls on {k} states vs in one graph (patch 0011): "
+            f"{m['states']:.2f} s vs {m['one_graph']:.2f} s "
+            f"(x{m['one_graph'] / m['states']:.2f}); decoder "
+            f"{f['states']['decode_ms_per_call']} vs {f['one_graph']['decode_ms_per_call']} ms "
+            f"per call, {f['one_graph']['shared_decode_calls']} of "
+            f"{f['one_graph']['decode_calls']} calls shared; WER {f['states']['wer']} vs "
+            f"{f['one_graph']['wer']}; same text: {b['same_text']}"
+        )
     if "resume" in r:
         m = r["resume"]
         lines.append(

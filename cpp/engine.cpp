@@ -251,6 +251,9 @@ Timings read_timings(whisper_context* ctx, whisper_state* state, bool own_state)
 #ifdef INFOMUX_PATCH_SHORT_LAST_WINDOW
         t.n_short_windows = whisper_infomux_n_short_windows(state);
 #endif
+#ifdef INFOMUX_PATCH_BATCH_GROUP
+        t.n_shared_decodes = whisper_infomux_n_shared_decodes(state);
+#endif
         t.available = true;
     }
 #else
@@ -271,6 +274,31 @@ Timings read_timings(whisper_context* ctx, whisper_state* state, bool own_state)
 #endif
     return t;
 }
+
+// A state in the model's decoder batch group for one call (patch 0011).
+class GroupMembership {
+public:
+    GroupMembership(whisper_state* state, whisper_infomux_group* group) {
+#ifdef INFOMUX_PATCH_BATCH_GROUP
+        if (state != nullptr && group != nullptr && whisper_infomux_state_set_group(state, group)) {
+            state_ = state;
+        }
+#else
+        (void)state;
+        (void)group;
+#endif
+    }
+    ~GroupMembership() {
+#ifdef INFOMUX_PATCH_BATCH_GROUP
+        if (state_ != nullptr) whisper_infomux_state_set_group(state_, nullptr);
+#endif
+    }
+    GroupMembership(const GroupMembership&) = delete;
+    GroupMembership& operator=(const GroupMembership&) = delete;
+
+private:
+    whisper_state* state_ = nullptr;
+};
 
 }  // namespace
 
@@ -310,6 +338,9 @@ Model::Model(const std::string& path, const ModelParams& params) {
     auto own = std::make_unique<Slot>();
     own->state = default_state(ctx_.get());
     slots_.push_back(std::move(own));
+#ifdef INFOMUX_PATCH_BATCH_GROUP
+    batch_group_ = whisper_infomux_group_init(ctx_.get());
+#endif
 }
 
 Model::~Model() { shut_down(); }
@@ -320,6 +351,10 @@ void Model::shut_down() {
     closed_ = true;
     pool_cv_.wait(lock, [this] { return running_ == 0; });
     slots_.clear();  // the states before the context they were made from
+#ifdef INFOMUX_PATCH_BATCH_GROUP
+    whisper_infomux_group_free(batch_group_);
+#endif
+    batch_group_ = nullptr;
     ctx_.reset();
     std::lock_guard<std::mutex> vad_lock(tail_vad_mutex_);
     tail_vad_.reset();
@@ -459,6 +494,7 @@ TranscribeResult Model::transcribe(const float* samples, size_t n_samples,
     cb.tail_max_cs = std::max(0, params.tail_max_ms / 10);
     whisper_full_params fp = make_full_params(params, language, &cb);
     reset_timings(c, state);
+    GroupMembership membership(state, params.batch_decoder ? batch_group_ : nullptr);
     const int rc = (params.vad || state == nullptr) ? whisper_full(c, fp, samples, n)
                                                     : whisper_full_with_state(c, state, fp, samples, n);
     if (hooks.aborted()) throw Aborted();

@@ -18,6 +18,7 @@
 struct whisper_context;
 struct whisper_state;
 struct whisper_vad_context;
+struct whisper_infomux_group;
 
 namespace infomux {
 
@@ -70,6 +71,10 @@ struct DecodeParams {
     // stop there instead of paying a whole 30 s encoder pass. "" = always encode.
     std::string tail_vad_model;
     int tail_max_ms = 5000;
+    // Join the model's decoder batch group (patch 0011): while other calls of this
+    // Model run at the same time with this set, their decoder steps are computed in one
+    // graph with this call's. Ignored by a build without the patch.
+    bool batch_decoder = false;
 };
 
 struct TokenRecord {
@@ -94,6 +99,7 @@ struct Timings {
     int n_sample = 0, n_encode = 0, n_decode = 0, n_batchd = 0, n_prompt = 0;
     int n_fallbacks = 0;  // windows decoded again at a higher temperature
     int n_short_windows = 0;  // windows encoded with a short audio context (patch 0007)
+    int n_shared_decodes = 0;  // decoder calls computed with other calls' rows (patch 0011)
     bool available = false;  // false: this build cannot read a state's timings
 };
 
@@ -217,6 +223,7 @@ private:
     std::condition_variable pool_cv_;
     std::vector<std::unique_ptr<Slot>> slots_;
     int running_ = 0;
+    whisper_infomux_group* batch_group_ = nullptr;  // patch 0011; freed before the context
     std::mutex tail_vad_mutex_;
     std::unique_ptr<VadModel> tail_vad_;
     std::string tail_vad_path_;

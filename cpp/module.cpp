@@ -355,6 +355,7 @@ public:
         out["prompt_calls"] = t.n_prompt;
         out["fallbacks"] = t.n_fallbacks;
         out["short_window_calls"] = t.n_short_windows;
+        out["shared_decode_calls"] = t.n_shared_decodes;
 #endif
         return out;
     }
@@ -503,7 +504,8 @@ PYBIND11_MODULE(_whisper, m) {
         .def_readwrite("vad_min_silence_ms", &infomux::DecodeParams::vad_min_silence_ms)
         .def_readwrite("vad_speech_pad_ms", &infomux::DecodeParams::vad_speech_pad_ms)
         .def_readwrite("tail_vad_model", &infomux::DecodeParams::tail_vad_model)
-        .def_readwrite("tail_max_ms", &infomux::DecodeParams::tail_max_ms);
+        .def_readwrite("tail_max_ms", &infomux::DecodeParams::tail_max_ms)
+        .def_readwrite("batch_decoder", &infomux::DecodeParams::batch_decoder);
 
     py::class_<PyModel>(m, "Model")
         .def(py::init<const std::string&, bool, bool, int>(), "path"_a, "use_gpu"_a = true,

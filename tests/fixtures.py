@@ -113,3 +113,19 @@ def media_folder(tmp_path: Path, names: tuple[str, ...]) -> Path:
     for name in names:
         shutil.copy(media_file(name), folder / name)
     return folder
+
+
+def loud_click_in_quiet_speech(speech: Any) -> Any:
+    """speech_a at 1/100 of its level with a 5 ms full-scale tone burst at 40 s: the
+    spectrogram's maximum, which sets the clamp of every other frame, lies in one frame
+    far from any speech."""
+    import numpy as np
+
+    from infomux import audio
+
+    quiet = (speech * 0.01).astype(np.float32)
+    signal = np.concatenate([quiet, np.zeros(10 * audio.SAMPLE_RATE, np.float32), quiet])
+    at = 40 * audio.SAMPLE_RATE
+    t = np.arange(80, dtype=np.float32) / audio.SAMPLE_RATE
+    signal[at : at + 80] = np.sin(2 * np.pi * 3000.0 * t).astype(np.float32)
+    return np.ascontiguousarray(signal)

@@ -17,6 +17,7 @@ import pytest
 
 from infomux import audio, engine
 from infomux.engine import Model, TranscribeOptions
+from tests.fixtures import loud_click_in_quiet_speech
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "cmake" / "patch_whisper_cpp.py"
@@ -248,9 +249,7 @@ def test_long_prompts_do_not_grow_the_state(tiny: Model, media_dir: Path) -> Non
 
 
 @pytest.mark.model
-def test_word_timings_do_not_depend_on_where_the_speech_sits(
-    tiny: Model, media_dir: Path
-) -> None:
+def test_word_timings_do_not_depend_on_where_the_speech_sits(tiny: Model, media_dir: Path) -> None:
     """Patch 0006: word timings are refined against the samples of their own segment.
 
     The same speech decoded from 30 s into an input (after 30 s of digital silence, with
@@ -310,20 +309,6 @@ def test_a_short_last_window_is_encoded_short_with_the_same_text(
     assert short.text == full.text
 
 
-def _loud_click_in_quiet_speech(speech: Any) -> Any:
-    """speech_a at 1/100 of its level with a 5 ms full-scale tone burst at 40 s: the
-    spectrogram's maximum, which sets the clamp of every other frame, lies in one frame
-    far from any speech."""
-    import numpy as np
-
-    quiet = (speech * 0.01).astype(np.float32)
-    signal = np.concatenate([quiet, np.zeros(10 * audio.SAMPLE_RATE, np.float32), quiet])
-    at = 40 * audio.SAMPLE_RATE
-    t = np.arange(80, dtype=np.float32) / audio.SAMPLE_RATE
-    signal[at : at + 80] = np.sin(2 * np.pi * 3000.0 * t).astype(np.float32)
-    return np.ascontiguousarray(signal)
-
-
 @pytest.mark.model
 @pytest.mark.parametrize(
     "name",
@@ -339,7 +324,7 @@ def test_window_mel_keeps_transcripts_byte_identical(
     if not native.set_eager_mel(False):
         pytest.skip("this build does not carry patch 0009")
     speech = audio.load_audio(media_dir / ("speech_a.wav" if name == "click" else name))
-    samples = _loud_click_in_quiet_speech(speech) if name == "click" else speech
+    samples = loud_click_in_quiet_speech(speech) if name == "click" else speech
     # no temperature fallback: what is compared is the spectrogram, not the sampler
     options = TranscribeOptions(n_threads=2, language="en", temperature_increment=0.0)
     try:
@@ -433,7 +418,7 @@ def test_a_call_samples_the_same_as_the_one_before(tiny: Model, media_dir: Path)
     call, and the second call sampled other tokens (here 2 fallbacks, then 7)."""
     if "0010-seed-per-call.patch" not in engine.build_info()["patches"]:
         pytest.skip("this build does not carry patch 0010")
-    samples = _loud_click_in_quiet_speech(audio.load_audio(media_dir / "speech_a.wav"))
+    samples = loud_click_in_quiet_speech(audio.load_audio(media_dir / "speech_a.wav"))
     options = TranscribeOptions(n_threads=2, language="en")
     first = tiny.transcribe(samples, options)
     second = tiny.transcribe(samples, options)

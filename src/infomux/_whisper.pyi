@@ -68,6 +68,7 @@ class DecodeParams:
     vad_speech_pad_ms: int
     tail_vad_model: str
     tail_max_ms: int
+    batch_decoder: bool
     def __init__(self) -> None: ...
 
 class Model:

@@ -55,9 +55,9 @@ def default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-
 MAX_DECODERS = 8
 """whisper.cpp's WHISPER_MAX_DECODERS: the most sequences a beam or best-of may hold."""
+
 
 @dataclass(frozen=True)
 class TranscribeOptions:
@@ -106,6 +106,11 @@ class TranscribeOptions:
     """Cut a long recording at silences into this many parts transcribed in parallel
     (``n_threads`` shared among them); 1 transcribes it in one pass; 0 chooses from
     ``n_threads`` and the length (see :mod:`infomux.streams`)."""
+
+    batch_decoder: bool = False
+    """When several transcriptions run on this model at once (``streams`` parts, or
+    several inputs of one run), compute their decoder steps in one graph (patch 0011:
+    the weights are read once per step for all of them, on all their threads)."""
 
     def resolved_threads(self) -> int:
         """Return the thread count that will actually be used."""
@@ -421,6 +426,7 @@ class Model:
         params.vad_model_path = options.vad_model or ""
         params.tail_vad_model = _tail_vad_model() if options.skip_silent_tail else ""
         params.short_last_window = options.short_last_window
+        params.batch_decoder = options.batch_decoder
 
         with_words = options.word_timestamps
         eot = self._eot

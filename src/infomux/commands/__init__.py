@@ -99,6 +99,13 @@ def add_transcribe_options(parser: argparse.ArgumentParser, *, resume: bool = Fa
         "(default: auto, from the thread count; 1: one at a time, in one pass)",
     )
     parser.add_argument(
+        "--batch-decoder",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"{what}compute the decoder steps of the parallel streams in one graph "
+        "(off by default: on 2 CPU cores it is slower than one stream per core; see README)",
+    )
+    parser.add_argument(
         "--formats",
         metavar="LIST",
         type=formats_arg,

@@ -228,6 +228,7 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         "word_timestamps": bool(flag_or_config("word_timestamps")),
         "translate": bool(flag_or_config("translate")),
         "streams": 0 if streams is None else streams,  # 0: automatic
+        "batch_decoder": bool(flag_or_config("batch_decoder")),
         **_decoding_options(args, cfg),
         **_output_options(args, cfg),
         **summarize_run_options(args),

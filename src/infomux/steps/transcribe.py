@@ -55,6 +55,7 @@ def transcribe_options(config: dict[str, Any], *, words: bool = False) -> Any:
             initial_prompt=config.get("prompt") or None,
             # runs recorded before --streams existed ran in one pass
             streams=int(config.get("streams", 1)),
+            batch_decoder=bool(config.get("batch_decoder", False)),
         )
         options.validate()
     except (TypeError, ValueError, InfomuxError) as exc:
@@ -93,6 +94,7 @@ _OPTIONS = (
     OptionSpec("translate", "bool", False, "translate into English"),
     OptionSpec("threads", "int", None, "CPU threads (None: min(4, cores))", minimum=1),
     OptionSpec("streams", "int", 1, "parallel parts of one input (0: auto)", minimum=0),
+    OptionSpec("batch_decoder", "bool", False, "decoder steps of parallel streams in one graph"),
     OptionSpec("beam_size", "int", 1, "beam search width (1: greedy)", minimum=1, maximum=16),
     OptionSpec("best_of", "int", 1, "candidates when sampling", minimum=1, maximum=16),
     OptionSpec("temperature", "float", 0.0, "sampling temperature", minimum=0.0, maximum=2.0),
