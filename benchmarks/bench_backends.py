@@ -164,10 +164,11 @@ def _infomux_e2e(weights: str, extra: Sequence[str] = ()) -> BackendFn:
             raise RuntimeError(
                 f"infomux printed {len(run_dirs)} run dirs for {len(wl.files)} inputs"
             )
-        texts, load, steps = [], 0.0, []
+        texts, load, steps, encoder_types = [], 0.0, [], set()
         for run_dir in run_dirs:
             texts.append((run_dir / "transcript.txt").read_text())
             job = json.loads((run_dir / "job.json").read_text())
+            encoder_types.add((job.get("model") or {}).get("encoder_type") or weights)
             shutil.copyfile(run_dir / "job.json", work / f"job-{run_dir.name}.json")
             step_info = {}
             for step in job.get("steps", []):
@@ -185,7 +186,7 @@ def _infomux_e2e(weights: str, extra: Sequence[str] = ()) -> BackendFn:
             cpu_s=res.user_s + res.sys_s,
             load_s=load,
             texts=texts,
-            detail={"steps": steps},
+            detail={"steps": steps, "encoder_type": ",".join(sorted(encoder_types))},
         )
 
     return run
@@ -609,9 +610,14 @@ def summarise(backend: Backend, wl: Workload, runs: list[Measurement]) -> dict[s
     texts = runs[-1].texts
     wers = [word_error_rate(r, t) for r, t in zip(wl.references, texts, strict=True)]
     loads = [m.load_s for m in runs if m.load_s is not None]
+    # infomux keeps an f16 file's encoder in bf16 where the CPU has AVX512-BF16 (patch 0012)
+    encoder = runs[-1].detail.get("encoder_type") if runs[-1].detail else None
+    label = backend.label
+    if encoder and encoder != backend.weights:
+        label = f"{label[:-1]}, encoder {encoder})" if label.endswith(")") else label
     return {
         "backend": backend.name,
-        "label": backend.label,
+        "label": label,
         "weights": backend.weights,
         "library_call": backend.library_call,
         "workload": wl.name,

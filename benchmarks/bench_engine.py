@@ -12,6 +12,8 @@ blur the numbers), variants interleaved run by run:
   whisper_states on one model) vs the same two one after the other on two threads;
 * ``state``: the memory of one more whisper_state (RSS before and after a call that
   needs one), which is the "K x one state's size" of the memory bar;
+* ``encoder``: the encoder's matrices in f16 vs bf16 (patch 0012), and the WER of both
+  on the short English media;
 * ``batch``: the recording cut into K parts (``--batch-streams``, default 2 and 4) on
   one model, each part's decoder calls on its own state and threads, vs computed
   together in one graph per step (``batch_decoder``, patch 0011): wall time, decoder
@@ -203,6 +205,9 @@ def main() -> int:
     if "batch" in args.only:
         results["batch"] = _batch(args, model, samples, reference, base)
 
+    if "encoder" in args.only:
+        results["encoder"] = _encoder_bf16(args, ref, samples, refs, base)
+
     if "resume" in args.only:
         results["resume"] = _resume(args, ref)
         print("resume", results["resume"], flush=True)
@@ -247,6 +252,57 @@ def _batch(
             "same_text": texts["states"] == texts["one_graph"],
         }
         print("batch", k, out[str(k)], flush=True)
+    return out
+
+
+# English media with a reference text, for the WER of the encoder's matrix type
+SHORT_MEDIA = (
+    "speech_a.wav",
+    "speech_a_44k_stereo.mp3",
+    "speech_a.m4a",
+    "speech_a.ogg",
+    "speech_a.flac",
+    "speech_a_video.mp4",
+    "speech_c_8k_mulaw.wav",
+)
+
+
+def _encoder_bf16(
+    args: argparse.Namespace, ref: Any, samples: Any, refs: dict[str, str], base: Any
+) -> dict[str, Any]:
+    """The encoder's matrices in f16 (the file's) vs bf16 (patch 0012), same run."""
+    from infomux import audio
+    from infomux.engine import Model
+
+    models = {bf16: Model(ref.path, encoder_bf16=bf16 == "bf16") for bf16 in ("f16", "bf16")}
+    options = dataclasses.replace(base, streams=args.streams)
+    times: dict[str, list[float]] = {k: [] for k in models}
+    facts: dict[str, dict[str, Any]] = {}
+    for _ in range(args.runs):
+        for name, model in models.items():
+            wall, t = _timed(lambda model=model: model.transcribe(samples, options))
+            times[name].append(wall)
+            facts[name] = {
+                "encode_ms_per_window": round(t.timings.get("encode_ms", 0.0), 1),
+                "windows": t.timings.get("encode_calls", 0),
+                "decode_ms_per_call": round(t.timings.get("decode_ms", 0.0), 2),
+                "wer": round(word_error_rate(refs.get(args.file, ""), t.text), 4),
+            }
+    short: dict[str, dict[str, Any]] = {}
+    for file in SHORT_MEDIA:
+        clip = audio.load_audio(args.media / file)
+        texts = {k: m.transcribe(clip, base).text for k, m in models.items()}
+        short[file] = {k: round(word_error_rate(refs[file], v), 4) for k, v in texts.items()}
+        short[file]["same_text"] = texts["f16"] == texts["bf16"]
+    for m in models.values():
+        m.close()
+    out = {
+        "streams": args.streams,
+        "median_s": {k: round(statistics.median(v), 3) for k, v in times.items()},
+        "facts": facts,
+        "short_media_wer": short,
+    }
+    print("encoder", out, flush=True)
     return out
 
 
@@ -339,6 +395,19 @@ def _markdown(r: dict[str, Any]) -> str:
             f"{f['one_graph']['decode_calls']} calls shared; WER {f['states']['wer']} vs "
             f"{f['one_graph']['wer']}; same text: {b['same_text']}"
         )
+    if "encoder" in r:
+        e = r["encoder"]
+        m, f = e["median_s"], e["facts"]
+        lines.append(
+            f"- encoder matrices f16 vs bf16 (patch 0012), {e['streams']} streams: "
+            f"{m['f16']:.2f} s vs {m['bf16']:.2f} s (x{m['bf16'] / m['f16']:.2f}); encoder "
+            f"{f['f16']['encode_ms_per_window']} vs {f['bf16']['encode_ms_per_window']} ms per "
+            f"window ({f['f16']['windows']} vs {f['bf16']['windows']} windows); decoder "
+            f"{f['f16']['decode_ms_per_call']} vs {f['bf16']['decode_ms_per_call']} ms per "
+            f"call; WER {f['f16']['wer']} vs {f['bf16']['wer']}"
+        )
+        for file, w in e["short_media_wer"].items():
+            lines.append(f"  - {file}: WER {w['f16']} vs {w['bf16']}; same text: {w['same_text']}")
     if "resume" in r:
         m = r["resume"]
         lines.append(

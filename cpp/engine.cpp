@@ -327,6 +327,9 @@ Model::Model(const std::string& path, const ModelParams& params) {
     cp.flash_attn = params.flash_attn;
     cp.gpu_device = params.gpu_device;
     cp.dtw_token_timestamps = false;
+#ifdef INFOMUX_PATCH_ENCODER_BF16
+    if (params.encoder_bf16) cp.infomux_encoder_wtype = GGML_TYPE_BF16;
+#endif
     ctx_.reset(whisper_init_from_file_with_params(path.c_str(), cp));
     if (!ctx_) throw EngineFailure("whisper.cpp could not load the model file " + path);
     info_.is_multilingual = whisper_is_multilingual(ctx_.get()) != 0;
@@ -335,6 +338,10 @@ Model::Model(const std::string& path, const ModelParams& params) {
     info_.token_beg = whisper_token_beg(ctx_.get());
     info_.model_type = whisper_model_type_readable(ctx_.get());
     info_.ftype = whisper_model_ftype(ctx_.get());
+#ifdef INFOMUX_PATCH_ENCODER_BF16
+    // whisper.cpp converts only an f16 file's matrices (ftype 1: mostly f16)
+    info_.encoder_bf16 = params.encoder_bf16 && info_.ftype == 1;
+#endif
     auto own = std::make_unique<Slot>();
     own->state = default_state(ctx_.get());
     slots_.push_back(std::move(own));
@@ -605,6 +612,16 @@ bool set_eager_mel(bool eager) {
     return true;
 #else
     (void)eager;
+    return false;
+#endif
+}
+
+bool set_reference_mel(bool reference) {
+#ifdef INFOMUX_PATCH_MEL_SUMS
+    whisper_infomux_set_reference_mel(reference);
+    return true;
+#else
+    (void)reference;
     return false;
 #endif
 }

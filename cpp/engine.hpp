@@ -29,6 +29,8 @@ struct ModelParams {
     bool use_gpu = true;
     bool flash_attn = true;
     int gpu_device = 0;
+    // Keep the encoder's f16 matrices in bf16 (patch 0012; ignored without it).
+    bool encoder_bf16 = false;
 };
 
 // Options of one transcription. Every field is set explicitly by us rather than
@@ -175,6 +177,7 @@ struct ModelInfo {
     int token_beg = 0;  // the first timestamp token (<|0.00|>)
     std::string model_type;
     int ftype = 0;
+    bool encoder_bf16 = false;  // the encoder's matrices were converted to bf16 (patch 0012)
 };
 
 // A loaded model: the weights once (one whisper_context), and a pool of
@@ -271,5 +274,7 @@ bool set_all_logits(bool all);
 // Patch 0009's switch: true computes whisper_full's log-mel spectrogram for the whole
 // input first, as unpatched whisper.cpp does. Returns false if the build lacks it.
 bool set_eager_mel(bool eager);
+// Patch 0013's switch: whisper.cpp's own DFT and mel sums (false without the patch).
+bool set_reference_mel(bool reference);
 
 }  // namespace infomux

@@ -268,11 +268,13 @@ private:
 // The Python-visible model: owns an infomux::Model.
 class PyModel {
 public:
-    PyModel(const std::string& path, bool use_gpu, bool flash_attn, int gpu_device) {
+    PyModel(const std::string& path, bool use_gpu, bool flash_attn, int gpu_device,
+            bool encoder_bf16) {
         infomux::ModelParams params;
         params.use_gpu = use_gpu;
         params.flash_attn = flash_attn;
         params.gpu_device = gpu_device;
+        params.encoder_bf16 = encoder_bf16;
         py::gil_scoped_release release;
         model_ = std::make_unique<infomux::Model>(path, params);
     }
@@ -461,6 +463,9 @@ PYBIND11_MODULE(_whisper, m) {
     m.def("set_eager_mel", &infomux::set_eager_mel, "eager"_a,
           "Patch 0009's switch: True computes the whole input's log-mel spectrogram before "
           "decoding, as unpatched whisper.cpp does. Returns False if this build lacks the patch.");
+    m.def("set_reference_mel", &infomux::set_reference_mel, "reference"_a,
+          "Patch 0013's switch: True computes the spectrogram's DFTs and mel sums one term after "
+          "the other, as unpatched whisper.cpp does. Returns False if this build lacks the patch.");
 
     py::class_<infomux::VadParams>(m, "VadParams")
         .def(py::init<>())
@@ -508,8 +513,8 @@ PYBIND11_MODULE(_whisper, m) {
         .def_readwrite("batch_decoder", &infomux::DecodeParams::batch_decoder);
 
     py::class_<PyModel>(m, "Model")
-        .def(py::init<const std::string&, bool, bool, int>(), "path"_a, "use_gpu"_a = true,
-             "flash_attn"_a = true, "gpu_device"_a = 0,
+        .def(py::init<const std::string&, bool, bool, int, bool>(), "path"_a, "use_gpu"_a = true,
+             "flash_attn"_a = true, "gpu_device"_a = 0, "encoder_bf16"_a = false,
              "Load a ggml model file (validate it first: whisper.cpp aborts on some malformed files).")
         .def("transcribe", &PyModel::transcribe, "samples"_a, "params"_a,
              "on_segment"_a = py::none(), "on_progress"_a = py::none(), "should_abort"_a = py::none(),
@@ -529,6 +534,7 @@ PYBIND11_MODULE(_whisper, m) {
         .def_property_readonly("token_beg", [](PyModel& self) { return self.model().info().token_beg; })
         .def_property_readonly("model_type", [](PyModel& self) { return self.model().info().model_type; })
         .def_property_readonly("ftype", [](PyModel& self) { return self.model().info().ftype; })
+        .def_property_readonly("encoder_bf16", [](PyModel& self) { return self.model().info().encoder_bf16; })
         .def_property_readonly("n_states", [](PyModel& self) { return self.model().n_states(); },
                                "whisper_states created so far (one per concurrent call).")
         .def_property_readonly("n_busy", [](PyModel& self) { return self.model().n_busy(); },

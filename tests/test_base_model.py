@@ -335,6 +335,9 @@ def test_translation_gives_the_english_key_words(base_model: Any) -> None:
     from infomux.engine import TranscribeOptions
 
     samples = load_audio(media_file("speech_ja.m4a"))
+    # a multilingual model keeps the file's f16 encoder (with bf16 this translation lost
+    # "coffee" and "friend")
+    assert base_model.encoder_type == "f16"
     # beam 5, as faster-whisper (whose translation has these words) decodes by default
     options = TranscribeOptions(n_threads=2, translate=True, beam_size=5)
     t = base_model.transcribe(samples, options)

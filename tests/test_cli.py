@@ -493,6 +493,18 @@ def test_sigkill_leaves_valid_job_and_resume_works(
 
 
 @pytest.mark.model
+def test_no_encoder_bf16_keeps_the_files_f16(
+    real_model: Any, media_dir: Path, hermetic_env: Path
+) -> None:
+    proc = infomux("run", "-q", "--no-encoder-bf16", str(media_dir / "speech_c_8k_mulaw.wav"))
+    assert proc.returncode == 0, proc.stderr
+    data = load_job(single_run_dir(proc))
+    assert data["config"]["encoder_bf16"] is False
+    assert data["model"]["encoder_type"] == "f16"
+    assert (single_run_dir(proc) / "transcript.txt").read_text().strip()
+
+
+@pytest.mark.model
 def test_transcribe_end_to_end(
     real_model: Any, media_dir: Path, references: dict[str, Any], hermetic_env: Path
 ) -> None:
@@ -519,6 +531,9 @@ def test_transcribe_end_to_end(
     ]
     assert data["model"]["sha256"] == real_model.sha256
     assert data["model"]["path"] == str(real_model.path)
+    from infomux.engine import encoder_bf16_default
+
+    assert data["model"]["encoder_type"] == ("bf16" if encoder_bf16_default() else "f16")
     assert data["options"]["n_threads"] >= 1 and "beam_size" in data["options"]
     assert data["environment"]["engine"]
     assert data["audio"]["codec"]

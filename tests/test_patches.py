@@ -427,3 +427,92 @@ def test_a_call_samples_the_same_as_the_one_before(tiny: Model, media_dir: Path)
     assert [(s.start, s.end, s.text) for s in second.segments] == [
         (s.start, s.end, s.text) for s in first.segments
     ]
+
+
+@pytest.mark.model
+def test_encoder_bf16_converts_the_encoder_and_keeps_the_words(
+    tiny: Model, media_dir: Path, references: dict[str, Any]
+) -> None:
+    """Patch 0012: the encoder's matrices kept in bf16 are really converted (the
+    encoder's output changes, so the probabilities do) and the words stay as good."""
+    from tests.wer import wer
+
+    if engine.ENCODER_BF16_PATCH not in engine.build_info()["patches"]:
+        pytest.skip("this build does not carry patch 0012")
+    assert tiny.encoder_type == ("bf16" if engine.encoder_bf16_default() else "f16")
+    with (
+        Model(tiny.path, encoder_bf16=False) as f16,
+        Model(tiny.path, encoder_bf16=True) as bf16,
+    ):
+        assert (f16.encoder_type, bf16.encoder_type) == ("f16", "bf16")
+        for name in ("speech_a.wav", "speech_c_8k_mulaw.wav"):
+            samples = audio.load_audio(media_dir / name)
+            options = TranscribeOptions(n_threads=2, language="en")
+            a, b = f16.transcribe(samples, options), bf16.transcribe(samples, options)
+            assert b.text, name
+            assert wer(references[name], b.text) <= wer(references[name], a.text) + 0.02, name
+            probabilities = [[t.probability for t in s.tokens] for s in a.segments]
+            assert [[t.probability for t in s.tokens] for s in b.segments] != probabilities
+
+
+def test_encoder_bf16_is_chosen_by_the_cpu_and_refused_without_the_patch(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    info = engine.build_info()
+    has_patch = engine.ENCODER_BF16_PATCH in info["patches"]
+    expected = has_patch and "AVX512_BF16" in info["cpu_features"]
+    assert engine.encoder_bf16_default(use_gpu=False) is expected
+    assert engine.encoder_bf16_default(use_gpu=False, multilingual=True) is False
+    fake = {**info, "patches": [], "cpu_features": [*info["cpu_features"], "AVX512_BF16"]}
+    monkeypatch.setattr(engine, "build_info", lambda: fake)
+    assert engine.encoder_bf16_default() is False  # no patch: whisper.cpp's f16
+    fake = {**fake, "patches": [engine.ENCODER_BF16_PATCH], "backends": ["CUDA", "CPU"]}
+    assert engine.encoder_bf16_default(use_gpu=False) is True
+    assert engine.encoder_bf16_default(use_gpu=True) is False  # the GPU keeps f16
+
+
+@pytest.mark.model
+def test_encoder_bf16_asked_of_a_build_without_the_patch_is_an_error(
+    tiny: Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infomux.errors import ModelError
+
+    info = engine.build_info()
+    monkeypatch.setattr(engine, "build_info", lambda: {**info, "patches": []})
+    with pytest.raises(ModelError, match="patch 0012-encoder-bf16"):
+        Model(tiny.path, encoder_bf16=True)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(
+    "name",
+    ["speech_a.wav", "speech_a_44k_stereo.mp3", "speech_c_8k_mulaw.wav", "noise_10s.wav", "click"],
+)
+def test_mel_sums_side_by_side_keep_transcripts_byte_identical(
+    tiny: Model, media_dir: Path, name: str
+) -> None:
+    """Patch 0013: the DFT's outputs summed side by side and the mel filters' zero groups
+    skipped give the spectrogram of whisper.cpp's own loops bit for bit: the same tokens,
+    probabilities (which move with any change of the encoder's input) and times."""
+    native = engine._native()
+    if not native.set_reference_mel(False):
+        pytest.skip("this build does not carry patch 0013")
+    speech = audio.load_audio(media_dir / ("speech_a.wav" if name == "click" else name))
+    samples = loud_click_in_quiet_speech(speech) if name == "click" else speech
+    options = TranscribeOptions(n_threads=2, language="en", temperature_increment=0.0)
+    try:
+        side_by_side = tiny.transcribe(samples, options)
+        native.set_reference_mel(True)
+        reference = tiny.transcribe(samples, options)
+    finally:
+        native.set_reference_mel(False)
+
+    def data(t: Any) -> list[Any]:
+        return [
+            (s.start, s.end, s.text, s.no_speech_prob, [(k.id, k.probability) for k in s.tokens])
+            for s in t.segments
+        ]
+
+    assert data(side_by_side) == data(reference)
+    if name.startswith("speech"):
+        assert side_by_side.text, "nothing was transcribed: the comparison would prove nothing"

@@ -21,8 +21,9 @@ from infomux.partial import PARTIAL_FILE, PartialTranscript
 from tests.wer import wer
 
 
-def _config(streams: int) -> dict[str, Any]:
+def _config(streams: int, encoder_bf16: bool | None = None) -> dict[str, Any]:
     return {
+        "encoder_bf16": encoder_bf16,
         "model": None,  # INFOMUX_WHISPER_MODEL (the real_model fixture)
         "language": "en",
         "threads": 2,
@@ -34,16 +35,22 @@ def _config(streams: int) -> dict[str, Any]:
     }
 
 
-def _complete(path: Path, streams: int, resources: dict[str, Any]) -> Path:
-    job, run_dir = pipeline.create_run(path, config=_config(streams))
+def _complete(
+    path: Path, streams: int, resources: dict[str, Any], encoder_bf16: bool | None
+) -> Path:
+    job, run_dir = pipeline.create_run(path, config=_config(streams, encoder_bf16))
     pipeline.execute(job, run_dir, resources=resources)
     return run_dir
 
 
 def _interrupt_then_resume(
-    path: Path, streams: int, at_percent: int, resources: dict[str, Any]
+    path: Path,
+    streams: int,
+    at_percent: int,
+    resources: dict[str, Any],
+    encoder_bf16: bool | None,
 ) -> tuple[Path, list[str]]:
-    job, run_dir = pipeline.create_run(path, config=_config(streams))
+    job, run_dir = pipeline.create_run(path, config=_config(streams, encoder_bf16))
     cancel = threading.Event()
 
     def on_progress(step: str, percent: int) -> None:
@@ -70,17 +77,27 @@ def resources() -> Any:
 
 @pytest.mark.model
 @pytest.mark.slow
-@pytest.mark.parametrize("streams", [1, 2])
+@pytest.mark.parametrize(("streams", "encoder_bf16"), [(1, False), (2, None)])
 def test_interrupted_transcription_goes_on_where_it_stopped(
-    real_model: Any, media_dir: Path, resources: dict[str, Any], streams: int
+    real_model: Any,
+    media_dir: Path,
+    resources: dict[str, Any],
+    streams: int,
+    encoder_bf16: bool | None,
 ) -> None:
+    """A resumed run's text is the uninterrupted run's, but for the windows after the
+    resume point, which start elsewhere. One stream runs on whisper.cpp's f16 encoder:
+    with the bf16 encoder (the default where the CPU has AVX512-BF16) greedy decoding
+    took other words for a while after the 30 % point (WER 0.055 against the
+    uninterrupted run, while both were as close to the spoken text: 0.096 and 0.102);
+    two streams run on the default."""
     path = media_dir / "long_speech.mp3"
-    whole = _complete(path, streams, resources)
+    whole = _complete(path, streams, resources, encoder_bf16)
     reference = (whole / "transcript.txt").read_text()
     assert not (whole / PARTIAL_FILE).exists(), "the partial file outlived the run"
     points = (30, 70) if streams == 1 else (50,)
     for at in points:
-        run_dir, partial_lines = _interrupt_then_resume(path, streams, at, resources)
+        run_dir, partial_lines = _interrupt_then_resume(path, streams, at, resources, encoder_bf16)
         data = json.loads((run_dir / "job.json").read_text())
         step = data["steps"][1]
         assert data["status"] == "completed"

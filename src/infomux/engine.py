@@ -323,13 +323,27 @@ class Model:
     """A whisper.cpp model loaded once and used for many transcriptions."""
 
     def __init__(
-        self, path: str | os.PathLike[str], *, use_gpu: bool = True, flash_attn: bool = True
+        self,
+        path: str | os.PathLike[str],
+        *,
+        use_gpu: bool = True,
+        flash_attn: bool = True,
+        encoder_bf16: bool | None = None,
     ) -> None:
         """Validate and load the ggml model at ``path``.
 
+        Args:
+            path: a ggml Whisper model file.
+            use_gpu: use a GPU backend when the build has one.
+            flash_attn: whisper.cpp's flash attention.
+            encoder_bf16: keep an f16 file's encoder matrices in bf16 (patch 0012:
+                faster on CPUs with AVX512-BF16; the text can change slightly). ``None``
+                decides with :func:`encoder_bf16_default`. Ignored for other files.
+
         Raises:
             ModelNotFoundError: no such file.
-            ModelError: not a valid ggml Whisper model, or whisper.cpp refused it.
+            ModelError: not a valid ggml Whisper model, whisper.cpp refused it, or
+                ``encoder_bf16=True`` on a build without patch 0012.
         """
         from infomux.ggml import validate_model_file
 
@@ -337,12 +351,23 @@ class Model:
         self.header = validate_model_file(self.path)
         native = _native()
         native.set_log_level(_native_logger.getEffectiveLevel())
+        if encoder_bf16 is None:
+            encoder_bf16 = encoder_bf16_default(
+                use_gpu=use_gpu, multilingual=self.header.is_multilingual
+            )
+        elif encoder_bf16 and ENCODER_BF16_PATCH not in build_info()["patches"]:
+            raise ModelError(
+                f"{self.path}: bf16 encoder matrices need whisper.cpp patch {ENCODER_BF16_PATCH}, "
+                "which this build does not have"
+            )
         try:
             self._model: _whisper.Model | None = native.Model(
-                str(self.path), use_gpu=use_gpu, flash_attn=flash_attn
+                str(self.path), use_gpu=use_gpu, flash_attn=flash_attn, encoder_bf16=encoder_bf16
             )
         except RuntimeError as exc:
             raise ModelError(f"{self.path}: {exc}") from exc
+        self.encoder_type: str = "bf16" if self._model.encoder_bf16 else self.header.weight_type
+        """Type of the encoder's matrices in memory (``bf16``, or the file's type)."""
         self.is_multilingual: bool = self._native_model.is_multilingual
         self._eot: int = self._native_model.token_eot
         self.token_beg: int = self._native_model.token_beg
@@ -485,6 +510,29 @@ class Model:
     def __repr__(self) -> str:
         state = "closed" if self._model is None else "open"
         return f"<infomux.engine.Model {str(self.path)!r} {state}>"
+
+
+ENCODER_BF16_PATCH = "0012-encoder-bf16.patch"
+"""The whisper.cpp patch that keeps the encoder's matrices in bf16."""
+
+
+def encoder_bf16_default(*, use_gpu: bool = True, multilingual: bool = False) -> bool:
+    """Whether a model keeps its encoder's f16 matrices in bf16 when not told.
+
+    Yes where it was measured to pay without costing words: an English-only model, a
+    build with patch 0012 whose CPU code uses AVX512-BF16 (with GGML_NATIVE, the CPU has
+    the instruction), and no GPU backend that would run the encoder instead (GPUs keep
+    whisper.cpp's f16). Elsewhere ggml would convert every bf16 element in software,
+    which is slower than f16. Multilingual models keep f16: with bf16, base's
+    translation of the Japanese sample lost words that f16 finds.
+    """
+    if multilingual:
+        return False
+    info = build_info()
+    if ENCODER_BF16_PATCH not in info["patches"] or "AVX512_BF16" not in info["cpu_features"]:
+        return False
+    gpu_backends = [b for b in info["backends"] if b.upper() not in ("CPU", "BLAS")]
+    return not (use_gpu and gpu_backends)
 
 
 def build_info() -> dict[str, Any]:

@@ -106,6 +106,13 @@ def add_transcribe_options(parser: argparse.ArgumentParser, *, resume: bool = Fa
         "(off by default: on 2 CPU cores it is slower than one stream per core; see README)",
     )
     parser.add_argument(
+        "--encoder-bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"{what}keep the encoder's f16 matrices in bf16 (default: on where the CPU has "
+        "AVX512-BF16, measured faster there; --no-encoder-bf16 keeps whisper.cpp's f16 math)",
+    )
+    parser.add_argument(
         "--formats",
         metavar="LIST",
         type=formats_arg,

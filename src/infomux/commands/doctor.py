@@ -82,10 +82,12 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         with engine.Model(ref.path) as model:
             multilingual = getattr(model, "is_multilingual", None)
+            encoder_type = getattr(model, "encoder_type", None)
         line(
             "model load",
             f"ok in {time.perf_counter() - started:.2f} s"
-            + ("" if multilingual is None else f" (multilingual: {multilingual})"),
+            + ("" if multilingual is None else f" (multilingual: {multilingual})")
+            + ("" if encoder_type is None else f" (encoder matrices: {encoder_type})"),
         )
     except Exception as exc:
         fail("model", exc)

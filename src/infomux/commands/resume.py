@@ -72,6 +72,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "vad_model": str(Path(args.vad_model).expanduser().absolute()) if args.vad_model else None,
         "word_timestamps": args.word_timestamps,
         "batch_decoder": getattr(args, "batch_decoder", None),
+        "encoder_bf16": getattr(args, "encoder_bf16", None),
         "beam_size": getattr(args, "beam_size", None),
         "best_of": getattr(args, "best_of", None),
         "temperature": getattr(args, "temperature", None),

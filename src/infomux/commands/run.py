@@ -229,6 +229,7 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         "translate": bool(flag_or_config("translate")),
         "streams": 0 if streams is None else streams,  # 0: automatic
         "batch_decoder": bool(flag_or_config("batch_decoder")),
+        "encoder_bf16": flag_or_config("encoder_bf16"),  # None: decided from the CPU
         **_decoding_options(args, cfg),
         **_output_options(args, cfg),
         **summarize_run_options(args),

@@ -74,16 +74,21 @@ def _model_ref(spec: str | None, resources: dict[str, Any]) -> Any:
         return resources[key]
 
 
-def _loaded_model(path: str, resources: dict[str, Any]) -> tuple[Any, float]:
+def _loaded_model(
+    path: str, resources: dict[str, Any], encoder_bf16: bool | None = None
+) -> tuple[Any, float]:
     """Load a model once per process; return it and the seconds spent loading now."""
     from infomux import engine
 
-    key = f"model:{path}"
+    key = f"model:{path}" if encoder_bf16 is None else f"model:{path}:bf16={encoder_bf16}"
     with _RESOURCE_LOCK:
         if key in resources:
             return resources[key], 0.0
         started = time.perf_counter()
-        model = engine.Model(path)
+        try:
+            model = engine.Model(path, encoder_bf16=encoder_bf16)
+        except InfomuxError as exc:
+            raise StepError("transcribe", str(exc)) from exc
         resources[key] = model
         return model, time.perf_counter() - started
 
@@ -95,6 +100,7 @@ _OPTIONS = (
     OptionSpec("threads", "int", None, "CPU threads (None: min(4, cores))", minimum=1),
     OptionSpec("streams", "int", 1, "parallel parts of one input (0: auto)", minimum=0),
     OptionSpec("batch_decoder", "bool", False, "decoder steps of parallel streams in one graph"),
+    OptionSpec("encoder_bf16", "bool", None, "encoder matrices in bf16 (None: if AVX512-BF16)"),
     OptionSpec("beam_size", "int", 1, "beam search width (1: greedy)", minimum=1, maximum=16),
     OptionSpec("best_of", "int", 1, "candidates when sampling", minimum=1, maximum=16),
     OptionSpec("temperature", "float", 0.0, "sampling temperature", minimum=0.0, maximum=2.0),
@@ -120,7 +126,9 @@ class Transcribe:
     def prepare(self, ctx: StepContext) -> None:
         """Resolve and load the model while the audio is being decoded."""
         ref = _model_ref(ctx.options.get("model"), ctx.resources)
-        _, load_seconds = _loaded_model(str(ref.path), ctx.resources)
+        _, load_seconds = _loaded_model(
+            str(ref.path), ctx.resources, ctx.options.get("encoder_bf16")
+        )
         ctx.data[_LOAD_SECONDS] = load_seconds
 
     def run(self, ctx: StepContext) -> StepResult:
@@ -135,8 +143,10 @@ class Transcribe:
         ctx.job.environment["engine"] = engine.build_info()
 
         ref = _model_ref(ctx.options.get("model"), ctx.resources)
-        ctx.job.model = ref.to_dict()
-        model, load_seconds = _loaded_model(str(ref.path), ctx.resources)
+        model, load_seconds = _loaded_model(
+            str(ref.path), ctx.resources, ctx.options.get("encoder_bf16")
+        )
+        ctx.job.model = {**ref.to_dict(), "encoder_type": model.encoder_type}
         load_seconds = ctx.data.pop(_LOAD_SECONDS, load_seconds)
 
         samples = ctx.data.get("audio")
