@@ -12,6 +12,8 @@ blur the numbers), variants interleaved run by run:
   whisper_states on one model) vs the same two one after the other on two threads;
 * ``state``: the memory of one more whisper_state (RSS before and after a call that
   needs one), which is the "K x one state's size" of the memory bar;
+* ``mel``: patch 0013 on (the spectrogram's DFT and mel sums side by side) vs off
+  (``_whisper.set_reference_mel(True)``: whisper.cpp's loops); same text asserted;
 * ``encoder``: the encoder's matrices in f16 vs bf16 (patch 0012), and the WER of both
   on the short English media;
 * ``batch``: the recording cut into K parts (``--batch-streams``, default 2 and 4) on
@@ -124,6 +126,29 @@ def main() -> int:
             "same_text": texts["patched"] == texts["all_rows"],
         }
         print("logits", results["logits"], flush=True)
+
+    if "mel" in args.only:
+        options = dataclasses.replace(base, streams=args.streams)
+        times = {"side_by_side": [], "reference": []}
+        mel: dict[str, list[float]] = {"side_by_side": [], "reference": []}
+        texts = {}
+        for _ in range(args.runs):
+            for variant in ("side_by_side", "reference"):
+                native.set_reference_mel(variant == "reference")
+                try:
+                    wall, t = _timed(lambda: model.transcribe(samples, options))
+                finally:
+                    native.set_reference_mel(False)
+                times[variant].append(wall)
+                mel[variant].append(t.timings.get("mel_total_ms", 0.0) / 1000)
+                texts[variant] = t.text
+        results["mel"] = {
+            "streams": args.streams,
+            "median_s": {k: round(statistics.median(v), 3) for k, v in times.items()},
+            "mel_cpu_s": {k: round(statistics.median(v), 3) for k, v in mel.items()},
+            "same_text": texts["side_by_side"] == texts["reference"],
+        }
+        print("mel", results["mel"], flush=True)
 
     if "streams" in args.only:
         variants = {1: base, args.streams: dataclasses.replace(base, streams=args.streams)}
@@ -367,6 +392,15 @@ def _markdown(r: dict[str, Any]) -> str:
             f"{m['all_rows']:.2f} s unpatched (x{m['patched'] / m['all_rows']:.2f}); prompt "
             f"{pr['patched']:.2f} s vs {pr['all_rows']:.2f} s; "
             f"same text: {r['logits']['same_text']}"
+        )
+    if "mel" in r:
+        m, c = r["mel"]["median_s"], r["mel"]["mel_cpu_s"]
+        lines.append(
+            f"- spectrogram sums side by side (patch 0013) vs whisper.cpp's loops, "
+            f"{r['mel']['streams']} streams: {m['side_by_side']:.2f} s vs {m['reference']:.2f} s "
+            f"(x{m['side_by_side'] / m['reference']:.2f}); log-mel CPU time "
+            f"{c['side_by_side']:.2f} s vs {c['reference']:.2f} s; "
+            f"same text: {r['mel']['same_text']}"
         )
     if "streams" in r:
         m, w = r["streams"]["median_s"], r["streams"]["wer"]
