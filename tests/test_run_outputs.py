@@ -192,6 +192,7 @@ def test_every_run_option_settable_in_the_config_file(
                 'prompt = "Names."',
                 "audio_stream = 0",
                 "keep_audio = false",
+                "encoder_bf16 = false",
                 'output_dir = "out"',
                 'pipeline = "audio"',
                 "[subtitles]",
@@ -223,14 +224,18 @@ def test_every_run_option_settable_in_the_config_file(
         "prompt": "Names.",
         "audio_stream": 0,
         "keep_audio": False,
+        "encoder_bf16": False,
         "output_dir": str(cfg_dir / "out"),
         "max_line_chars": 30,
     }
     assert {k: options.get(k) for k in expected} == expected
     # flags win over the file
-    flags = _parse(["run", "--formats", "srt", "--no-vad", "--output-dir", "o2", "x"])
+    flags = _parse(
+        ["run", "--formats", "srt", "--no-vad", "--output-dir", "o2", "--encoder-bf16", "x"]
+    )
     options = run_cmd.run_config(flags)
     assert options["formats"] == ["srt"] and options["vad"] is False
+    assert options["encoder_bf16"] is True
     assert options["output_dir"] == str(Path("o2").absolute())
 
 

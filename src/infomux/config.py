@@ -118,6 +118,7 @@ RUN_KEYS: dict[str, tuple[str, Any]] = {
     "prompt": ("a string", lambda v: isinstance(v, str)),
     "audio_stream": ("an integer >= 0", lambda v: _is_int(v, 0)),
     "keep_audio": ("true or false", lambda v: isinstance(v, bool)),
+    "encoder_bf16": ("true or false", lambda v: isinstance(v, bool)),
     "output_dir": ("a string (a directory)", lambda v: isinstance(v, str) and bool(v.strip())),
     "pipeline": ("a string (a pipeline name)", lambda v: isinstance(v, str) and bool(v)),
     "pipeline_file": ("a string (a path)", lambda v: isinstance(v, str) and bool(v.strip())),

@@ -109,8 +109,9 @@ def add_transcribe_options(parser: argparse.ArgumentParser, *, resume: bool = Fa
         "--encoder-bf16",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help=f"{what}keep the encoder's f16 matrices in bf16 (default: on where the CPU has "
-        "AVX512-BF16, measured faster there; --no-encoder-bf16 keeps whisper.cpp's f16 math)",
+        help=f"{what}choice of bf16 for the encoder's f16 matrices (default: bf16 for "
+        "English-only models where the CPU has AVX512-BF16, measured faster there; "
+        "--no-encoder-bf16 keeps whisper.cpp's f16 math)",
     )
     parser.add_argument(
         "--formats",
