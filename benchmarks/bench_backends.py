@@ -347,6 +347,28 @@ BACKENDS: dict[str, Backend] = {
             ),
         ),
         Backend(
+            "fw-batched",
+            "faster-whisper int8, BatchedInferencePipeline (batch 8)",
+            "ct2",
+            _child_backend(
+                "faster-whisper",
+                weights="ct2",
+                python_attr="peer_python",
+                extra=["--compute-type", "int8", "--batch-size", "8"],
+            ),
+        ),
+        Backend(
+            "fw-batched-nots",
+            "faster-whisper int8, BatchedInferencePipeline (batch 8, without timestamps)",
+            "ct2",
+            _child_backend(
+                "faster-whisper",
+                weights="ct2",
+                python_attr="peer_python",
+                extra=["--compute-type", "int8", "--batch-size", "8", "--without-timestamps"],
+            ),
+        ),
+        Backend(
             "fw-fp32",
             "faster-whisper float32",
             "ct2",
@@ -836,6 +858,16 @@ def check_bars(
                     "detail": f"infomux {mine['wer']:.4f}, fw-int8 {theirs['wer']:.4f}",
                 }
             )
+    # the batched-engine issue's bars (#11): against faster-whisper's batched pipeline (the
+    # faster of with and without timestamps) and its sequential mode
+    for wl in ("long_speech.mp3", "30min"):
+        batched = [_find(results, b, wl) for b in ("fw-batched", "fw-batched-nots")]
+        fastest = min((r for r in batched if r), key=lambda r: r["timed_s"], default=None)
+        if fastest:
+            name = "#11: infomux / faster-whisper BatchedInferencePipeline (batch 8)"
+            ratio(name, "infomux", fastest["backend"], wl, 0.8)
+            ratio("#11: infomux / sequential faster-whisper int8", "infomux", "fw-int8", wl, 0.6)
+    ratio("#11: infomux / ten sequential chains, ten clips", "infomux", "chain", "ten_clips", 0.45)
     model_mb = models["f16"].stat().st_size / 2**20
     by_name = {w.name: w for w in workloads}
     state_mb = STATE_MB_BY_MODEL.get(model)
@@ -914,7 +946,7 @@ def markdown(report: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "## Bars (issue #9, engine speed)",
+        "## Bars (issue #9, engine speed; rows marked #11: the batched-engine issue)",
         "",
         "| bar | workload | value | limit | |",
         "|---|---|---:|---:|---|",

@@ -484,10 +484,7 @@ def test_encoder_bf16_asked_of_a_build_without_the_patch_is_an_error(
 
 
 @pytest.mark.model
-@pytest.mark.parametrize(
-    "name",
-    ["speech_a.wav", "speech_a_44k_stereo.mp3", "speech_c_8k_mulaw.wav", "noise_10s.wav", "click"],
-)
+@pytest.mark.parametrize("name", [*MEDIA, "click"])
 def test_mel_sums_side_by_side_keep_transcripts_byte_identical(
     tiny: Model, media_dir: Path, name: str
 ) -> None:
