@@ -107,52 +107,40 @@ def main() -> int:
     results["rss_before_load_mb"] = round(rss_start, 1)
 
     if "logits" in args.only:
-        times: dict[str, list[float]] = {"patched": [], "all_rows": []}
-        prompt: dict[str, list[float]] = {"patched": [], "all_rows": []}
-        texts: dict[str, str] = {}
-        for _ in range(args.runs):
-            for variant in ("patched", "all_rows"):
-                native.set_all_logits(variant == "all_rows")
-                try:
-                    wall, t = _timed(lambda: model.transcribe(samples, base))
-                finally:
-                    native.set_all_logits(False)
-                times[variant].append(wall)
-                prompt[variant].append(t.timings.get("prompt_total_ms", 0.0) / 1000)
-                texts[variant] = t.text
+        runs = _switched_runs(args.runs, model, samples, base, native.set_all_logits)
         results["logits"] = {
-            "median_s": {k: round(statistics.median(v), 3) for k, v in times.items()},
-            "prompt_s": {k: round(statistics.median(v), 3) for k, v in prompt.items()},
-            "same_text": texts["patched"] == texts["all_rows"],
+            "median_s": {
+                "patched": round(statistics.median(r[0] for r in runs["default"]), 3),
+                "all_rows": round(statistics.median(r[0] for r in runs["switched"]), 3),
+            },
+            "prompt_s": {
+                "patched": _median_timing(runs["default"], "prompt_total_ms"),
+                "all_rows": _median_timing(runs["switched"], "prompt_total_ms"),
+            },
+            "same_text": runs["default"][-1][1].text == runs["switched"][-1][1].text,
         }
         print("logits", results["logits"], flush=True)
 
     if "mel" in args.only:
         options = dataclasses.replace(base, streams=args.streams)
-        times = {"side_by_side": [], "reference": []}
-        mel: dict[str, list[float]] = {"side_by_side": [], "reference": []}
-        texts = {}
-        for _ in range(args.runs):
-            for variant in ("side_by_side", "reference"):
-                native.set_reference_mel(variant == "reference")
-                try:
-                    wall, t = _timed(lambda: model.transcribe(samples, options))
-                finally:
-                    native.set_reference_mel(False)
-                times[variant].append(wall)
-                mel[variant].append(t.timings.get("mel_total_ms", 0.0) / 1000)
-                texts[variant] = t.text
+        runs = _switched_runs(args.runs, model, samples, options, native.set_reference_mel)
         results["mel"] = {
             "streams": args.streams,
-            "median_s": {k: round(statistics.median(v), 3) for k, v in times.items()},
-            "mel_cpu_s": {k: round(statistics.median(v), 3) for k, v in mel.items()},
-            "same_text": texts["side_by_side"] == texts["reference"],
+            "median_s": {
+                "side_by_side": round(statistics.median(r[0] for r in runs["default"]), 3),
+                "reference": round(statistics.median(r[0] for r in runs["switched"]), 3),
+            },
+            "mel_cpu_s": {
+                "side_by_side": _median_timing(runs["default"], "mel_total_ms"),
+                "reference": _median_timing(runs["switched"], "mel_total_ms"),
+            },
+            "same_text": runs["default"][-1][1].text == runs["switched"][-1][1].text,
         }
         print("mel", results["mel"], flush=True)
 
     if "streams" in args.only:
         variants = {1: base, args.streams: dataclasses.replace(base, streams=args.streams)}
-        times = {str(k): [] for k in variants}
+        times: dict[str, list[float]] = {str(k): [] for k in variants}
         wer: dict[str, float] = {}
         cuts: dict[str, list[float]] = {}
         for _ in range(args.runs):
@@ -243,6 +231,26 @@ def main() -> int:
     (args.out / f"{args.stem}.md").write_text(_markdown(results))
     print(f"wrote {args.out / (args.stem + '.md')}")
     return 0
+
+
+def _switched_runs(
+    runs: int, model: Any, samples: Any, options: Any, switch: Any
+) -> dict[str, list[tuple[float, Any]]]:
+    """(wall s, transcript) of each run with a patch's native switch off and on, alternating."""
+    out: dict[str, list[tuple[float, Any]]] = {"default": [], "switched": []}
+    for _ in range(runs):
+        for variant in out:
+            switch(variant == "switched")
+            try:
+                out[variant].append(_timed(lambda: model.transcribe(samples, options)))
+            finally:
+                switch(False)
+    return out
+
+
+def _median_timing(runs: list[tuple[float, Any]], key: str) -> float:
+    """Median of a whisper.cpp timing (ms) over the runs, in seconds."""
+    return round(statistics.median(t.timings.get(key, 0.0) for _, t in runs) / 1000, 3)
 
 
 def _batch(

@@ -123,6 +123,27 @@ def _as_data(transcript: Any) -> list[tuple[float, float, str, list[tuple[int, s
     ]
 
 
+def _exact_data(transcript: Any) -> list[Any]:
+    """Everything the spectrogram moves: times, text, no-speech and token probabilities."""
+    return [
+        (s.start, s.end, s.text, s.no_speech_prob, [(k.id, k.probability) for k in s.tokens])
+        for s in transcript.segments
+    ]
+
+
+def _with_and_without(tiny: Model, samples: Any, switch: Any) -> tuple[Any, Any]:
+    """The transcript with a patch's native switch off (the patch), then on (whisper.cpp's
+    own code). No temperature fallback: what is compared is the input, not the sampler."""
+    options = TranscribeOptions(n_threads=2, language="en", temperature_increment=0.0)
+    try:
+        patched = tiny.transcribe(samples, options)
+        switch(True)
+        unpatched = tiny.transcribe(samples, options)
+    finally:
+        switch(False)
+    return patched, unpatched
+
+
 @pytest.fixture(scope="module")
 def tiny(_default_model: tuple[Any, str | None]) -> Any:
     ref, reason = _default_model
@@ -325,22 +346,8 @@ def test_window_mel_keeps_transcripts_byte_identical(
         pytest.skip("this build does not carry patch 0009")
     speech = audio.load_audio(media_dir / ("speech_a.wav" if name == "click" else name))
     samples = loud_click_in_quiet_speech(speech) if name == "click" else speech
-    # no temperature fallback: what is compared is the spectrogram, not the sampler
-    options = TranscribeOptions(n_threads=2, language="en", temperature_increment=0.0)
-    try:
-        per_window = tiny.transcribe(samples, options)
-        native.set_eager_mel(True)
-        whole = tiny.transcribe(samples, options)
-    finally:
-        native.set_eager_mel(False)
-
-    def data(t: Any) -> list[Any]:
-        return [
-            (s.start, s.end, s.text, s.no_speech_prob, [(k.id, k.probability) for k in s.tokens])
-            for s in t.segments
-        ]
-
-    assert data(per_window) == data(whole)
+    per_window, whole = _with_and_without(tiny, samples, native.set_eager_mel)
+    assert _exact_data(per_window) == _exact_data(whole)
     if name.startswith("speech"):
         assert per_window.text, "nothing was transcribed: the comparison would prove nothing"
 
@@ -496,20 +503,7 @@ def test_mel_sums_side_by_side_keep_transcripts_byte_identical(
         pytest.skip("this build does not carry patch 0013")
     speech = audio.load_audio(media_dir / ("speech_a.wav" if name == "click" else name))
     samples = loud_click_in_quiet_speech(speech) if name == "click" else speech
-    options = TranscribeOptions(n_threads=2, language="en", temperature_increment=0.0)
-    try:
-        side_by_side = tiny.transcribe(samples, options)
-        native.set_reference_mel(True)
-        reference = tiny.transcribe(samples, options)
-    finally:
-        native.set_reference_mel(False)
-
-    def data(t: Any) -> list[Any]:
-        return [
-            (s.start, s.end, s.text, s.no_speech_prob, [(k.id, k.probability) for k in s.tokens])
-            for s in t.segments
-        ]
-
-    assert data(side_by_side) == data(reference)
+    side_by_side, reference = _with_and_without(tiny, samples, native.set_reference_mel)
+    assert _exact_data(side_by_side) == _exact_data(reference)
     if name.startswith("speech"):
         assert side_by_side.text, "nothing was transcribed: the comparison would prove nothing"
