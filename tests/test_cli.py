@@ -609,6 +609,22 @@ def test_resume_after_bad_model(real_model: Any, media_dir: Path, hermetic_env: 
 
 
 @pytest.mark.model
+def test_resume_prints_what_the_run_was_asked_to_print(
+    real_model: Any, media_dir: Path, hermetic_env: Path
+) -> None:
+    media = str(media_dir / "speech_c_8k_mulaw.wav")
+    proc = infomux("run", "-q", "--print", "txt", "--model", "/nonexistent/ggml.bin", media)
+    assert proc.returncode == 1 and proc.stdout == ""
+    [run_dir] = run_dirs(hermetic_env)
+    proc = infomux("resume", "-q", "--model", str(real_model.path), run_dir.name)
+    assert proc.returncode == 0, proc.stderr
+    transcript = (run_dir / "transcript.txt").read_text()
+    assert transcript.strip() and proc.stdout == f"{run_dir}\n{transcript}"
+    # a completed run resumed again prints the same
+    assert infomux("resume", "-q", run_dir.name).stdout == proc.stdout
+
+
+@pytest.mark.model
 def test_resume_with_changed_input(
     real_model: Any, media_dir: Path, tmp_path: Path, hermetic_env: Path
 ) -> None:

@@ -20,7 +20,6 @@ from infomux.commands import (
     ProgressReporter,
     UsageError,
     add_transcribe_options,
-    print_line,
     verbosity,
     verbosity_parent,
 )
@@ -100,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                 and not pipeline.steps_to_run(job, run_dir)
             ):
                 log.info("%s: already completed, nothing to do", job.id)
-                print_line(str(run_dir))
+                _emit(run_dir, job.config.get("print"))
                 return 0
             changes = overrides(args)
             # Holding the run lock proves that no live process works on the run, whatever
@@ -135,5 +134,13 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
         pipeline.close_resources(resources)
-    print_line(str(run_dir))
+    _emit(run_dir, job.config.get("print"))
     return 0
+
+
+def _emit(run_dir: Path, print_format: str | None) -> None:
+    """What the run would have printed: its directory, then the transcript it was asked to
+    ``--print`` (recorded in its config)."""
+    from infomux.commands.run import emit
+
+    emit(run_dir, print_format)
