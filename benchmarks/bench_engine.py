@@ -107,34 +107,32 @@ def main() -> int:
     results["rss_before_load_mb"] = round(rss_start, 1)
 
     if "logits" in args.only:
-        runs = _switched_runs(args.runs, model, samples, base, native.set_all_logits)
-        results["logits"] = {
-            "median_s": {
-                "patched": round(statistics.median(r[0] for r in runs["default"]), 3),
-                "all_rows": round(statistics.median(r[0] for r in runs["switched"]), 3),
-            },
-            "prompt_s": {
-                "patched": _median_timing(runs["default"], "prompt_total_ms"),
-                "all_rows": _median_timing(runs["switched"], "prompt_total_ms"),
-            },
-            "same_text": runs["default"][-1][1].text == runs["switched"][-1][1].text,
-        }
+        results["logits"] = _switch_lever(
+            args.runs,
+            model,
+            samples,
+            base,
+            native.set_all_logits,
+            ("patched", "all_rows"),
+            "prompt_total_ms",
+            "prompt_s",
+        )
         print("logits", results["logits"], flush=True)
 
     if "mel" in args.only:
         options = dataclasses.replace(base, streams=args.streams)
-        runs = _switched_runs(args.runs, model, samples, options, native.set_reference_mel)
         results["mel"] = {
             "streams": args.streams,
-            "median_s": {
-                "side_by_side": round(statistics.median(r[0] for r in runs["default"]), 3),
-                "reference": round(statistics.median(r[0] for r in runs["switched"]), 3),
-            },
-            "mel_cpu_s": {
-                "side_by_side": _median_timing(runs["default"], "mel_total_ms"),
-                "reference": _median_timing(runs["switched"], "mel_total_ms"),
-            },
-            "same_text": runs["default"][-1][1].text == runs["switched"][-1][1].text,
+            **_switch_lever(
+                args.runs,
+                model,
+                samples,
+                options,
+                native.set_reference_mel,
+                ("side_by_side", "reference"),
+                "mel_total_ms",
+                "mel_cpu_s",
+            ),
         }
         print("mel", results["mel"], flush=True)
 
@@ -233,24 +231,38 @@ def main() -> int:
     return 0
 
 
-def _switched_runs(
-    runs: int, model: Any, samples: Any, options: Any, switch: Any
-) -> dict[str, list[tuple[float, Any]]]:
-    """(wall s, transcript) of each run with a patch's native switch off and on, alternating."""
-    out: dict[str, list[tuple[float, Any]]] = {"default": [], "switched": []}
+def _switch_lever(
+    runs: int,
+    model: Any,
+    samples: Any,
+    options: Any,
+    switch: Any,
+    names: tuple[str, str],
+    timing: str,
+    timing_name: str,
+) -> dict[str, Any]:
+    """A patch against its absence through its native switch (off: ``names[0]``, the
+    patch; on: ``names[1]``, whisper.cpp's own code), runs alternating: median wall
+    seconds, median of one whisper.cpp timing (ms, reported in s), same text or not."""
+    out: dict[str, list[tuple[float, Any]]] = {name: [] for name in names}
     for _ in range(runs):
-        for variant in out:
-            switch(variant == "switched")
+        for name in names:
+            switch(name == names[1])
             try:
-                out[variant].append(_timed(lambda: model.transcribe(samples, options)))
+                out[name].append(_timed(lambda: model.transcribe(samples, options)))
             finally:
                 switch(False)
-    return out
 
+    def median(values: Any) -> float:
+        return round(statistics.median(values), 3)
 
-def _median_timing(runs: list[tuple[float, Any]], key: str) -> float:
-    """Median of a whisper.cpp timing (ms) over the runs, in seconds."""
-    return round(statistics.median(t.timings.get(key, 0.0) for _, t in runs) / 1000, 3)
+    return {
+        "median_s": {k: median(wall for wall, _ in v) for k, v in out.items()},
+        timing_name: {
+            k: median(t.timings.get(timing, 0.0) / 1000 for _, t in v) for k, v in out.items()
+        },
+        "same_text": out[names[0]][-1][1].text == out[names[1]][-1][1].text,
+    }
 
 
 def _batch(

@@ -131,6 +131,12 @@ def _exact_data(transcript: Any) -> list[Any]:
     ]
 
 
+def _media_or_click(media_dir: Path, name: str) -> Any:
+    """A shared media file's samples; ``click``: speech_a with a loud click in quiet speech."""
+    speech = audio.load_audio(media_dir / ("speech_a.wav" if name == "click" else name))
+    return loud_click_in_quiet_speech(speech) if name == "click" else speech
+
+
 def _with_and_without(tiny: Model, samples: Any, switch: Any) -> tuple[Any, Any]:
     """The transcript with a patch's native switch off (the patch), then on (whisper.cpp's
     own code). No temperature fallback: what is compared is the input, not the sampler."""
@@ -344,8 +350,7 @@ def test_window_mel_keeps_transcripts_byte_identical(
     native = engine._native()
     if not native.set_eager_mel(False):
         pytest.skip("this build does not carry patch 0009")
-    speech = audio.load_audio(media_dir / ("speech_a.wav" if name == "click" else name))
-    samples = loud_click_in_quiet_speech(speech) if name == "click" else speech
+    samples = _media_or_click(media_dir, name)
     per_window, whole = _with_and_without(tiny, samples, native.set_eager_mel)
     assert _exact_data(per_window) == _exact_data(whole)
     if name.startswith("speech"):
@@ -501,8 +506,7 @@ def test_mel_sums_side_by_side_keep_transcripts_byte_identical(
     native = engine._native()
     if not native.set_reference_mel(False):
         pytest.skip("this build does not carry patch 0013")
-    speech = audio.load_audio(media_dir / ("speech_a.wav" if name == "click" else name))
-    samples = loud_click_in_quiet_speech(speech) if name == "click" else speech
+    samples = _media_or_click(media_dir, name)
     side_by_side, reference = _with_and_without(tiny, samples, native.set_reference_mel)
     assert _exact_data(side_by_side) == _exact_data(reference)
     if name.startswith("speech"):
